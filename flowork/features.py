@@ -1,0 +1,120 @@
+"""Run the user's clean/build scripts, build the target, and check that features do not use the future.
+
+Contract (DESIGN §3): `clean(df, **kw) -> df` and `build(df, **kw) -> X` are stateless and causal. Both receive and
+return frames indexed by time; `build` may drop rows (e.g. lag warm-up) but not invent timestamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from flowork.errors import FloworkError
+
+Step = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The user's feature scripts of one model, bound to their config arguments."""
+
+    clean: Step | None
+    build: Step
+    where: str  # config file of the features option, for messages
+
+    def cleaned(self, raw: pd.DataFrame) -> pd.DataFrame:
+        if self.clean is None:
+            return raw
+        out = self.clean(raw.copy())
+        check_frame(out, "clean", self.where, raw.index)
+        return out
+
+    def features(self, clean_df: pd.DataFrame) -> pd.DataFrame:
+        X = self.build(clean_df.copy())
+        check_frame(X, "build", self.where, clean_df.index)
+        return X
+
+    def __call__(self, raw: pd.DataFrame) -> pd.DataFrame:
+        return self.features(self.cleaned(raw))
+
+
+def check_frame(out: object, step: str, where: str, index: pd.Index) -> None:
+    if not isinstance(out, pd.DataFrame):
+        raise FloworkError(
+            f"features.{step} returned {type(out).__name__}, expected a pandas DataFrame",
+            where=where,
+            fix=f"make the {step} function return a DataFrame indexed by time",
+        )
+    if step == "build" and not out.index.isin(index).all():
+        raise FloworkError(
+            "features.build returned rows whose timestamps are not in its input",
+            where=where,
+            fix="keep the input's time index on X (drop rows if needed, but do not reset or shift the index)",
+        )
+    if not isinstance(out.index, pd.DatetimeIndex) or not out.index.is_monotonic_increasing:
+        raise FloworkError(
+            f"features.{step} must return a frame with a sorted DatetimeIndex (got {type(out.index).__name__})",
+            where=where,
+            fix="keep the time index of the input frame; do not reset_index()",
+        )
+
+
+def make_target(clean_df: pd.DataFrame, column: str, horizon: int) -> tuple[pd.Series, pd.Series]:
+    """y[t] = column at `horizon` rows after t, and the time that value is observed (NaT/NaN past the end)."""
+    if horizon < 1:
+        raise FloworkError(
+            f"target horizon must be >= 1, got {horizon}",
+            where="conf/data/<option>.yaml, key `data.target.horizon`",
+            fix="set data.target.horizon to the number of steps ahead to forecast (1 = next row)",
+        )
+    if column not in clean_df.columns:
+        raise FloworkError(
+            f"target column {column!r} is missing after features.clean",
+            fix="keep the target column in the frame clean() returns",
+        )
+    y = clean_df[column].shift(-horizon).rename(f"{column}_t+{horizon}")
+    label_time = pd.Series(clean_df.index, index=clean_df.index).shift(-horizon)
+    return y, label_time
+
+
+def leakage_check(raw: pd.DataFrame, pipeline: Pipeline, X_full: pd.DataFrame, cuts=(0.5, 0.8)) -> None:
+    """Features for rows <= t must not change when rows after t are removed (DESIGN §3).
+
+    Rebuilds the features on the data truncated at each cut and compares the overlapping rows; the cost is one
+    extra clean+build per cut.
+    """
+    for share in cuts:
+        cut = int(len(raw) * share)
+        if cut < 2:
+            continue
+        X_cut = pipeline(raw.iloc[:cut])
+        common = X_cut.index.intersection(X_full.index)
+        missing = set(X_full.columns) ^ set(X_cut.columns)
+        if missing:
+            raise FloworkError(
+                f"features depend on the data length: columns {sorted(map(str, missing))} appear only with more "
+                "or fewer rows",
+                where=pipeline.where,
+                fix="build the same columns whatever the number of rows",
+            )
+        leaky = [c for c in X_full.columns if not same(X_full.loc[common, c], X_cut.loc[common, c])]
+        if leaky:
+            raise FloworkError(
+                f"leakage: feature column(s) {leaky} change for rows up to {raw.index[cut - 1]} when later rows "
+                "are removed, so they use the future",
+                where=pipeline.where,
+                fix="compute these features from past rows only (shift(k) with k >= 0, rolling windows that end "
+                "at the row, no centred windows, no statistics over the whole series)",
+            )
+
+
+def same(a: pd.Series, b: pd.Series) -> bool:
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        try:
+            return bool(np.allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-9, atol=1e-12, equal_nan=True))
+        except (TypeError, ValueError):
+            pass
+    return bool(a.equals(b))

@@ -1,0 +1,77 @@
+"""Feature scripts: `build(df, **kw) -> X`, stateless and causal: the row for time t uses only rows at or before t.
+
+`df` is the cleaned frame indexed by time; X keeps that index (rows may be dropped, e.g. the lag warm-up).
+flowork builds the target itself (`data.target`) and checks every script for leakage on each run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _calendar(index: pd.DatetimeIndex, horizon: int) -> dict[str, np.ndarray]:
+    """Day-of-year of the forecast day as sin/cos: known in advance, so not a leak."""
+    day = (index.dayofyear.to_numpy() + horizon - 1) % 366
+    angle = 2 * np.pi * day / 365.25
+    return {"doy_sin": np.sin(angle), "doy_cos": np.cos(angle)}
+
+
+def tabular(
+    df: pd.DataFrame,
+    target: str,
+    horizon: int = 1,
+    lags: int = 30,
+    exog: tuple[str, ...] | list[str] = (),
+    exog_lags: int = 3,
+    windows: tuple[int, ...] | list[int] = (7, 30),
+    categorical: tuple[str, ...] | list[str] = (),
+    calendar: bool = True,
+) -> pd.DataFrame:
+    """Lags, rolling statistics and calendar terms for tabular regressors (ridge, random forest, xgboost).
+
+    `<col>_lag<k>` is the value k rows before t (lag0 = the value at t); `<target>_mean<w>`/`_std<w>` are trailing
+    windows ending at t; `categorical` columns become one-hot indicators of their value at t.
+    """
+    cols: dict[str, pd.Series | np.ndarray] = {}
+    for k in range(lags):
+        cols[f"{target}_lag{k}"] = df[target].shift(k)
+    for c in exog:
+        for k in range(exog_lags):
+            cols[f"{c}_lag{k}"] = df[c].shift(k)
+    for w in windows:
+        roll = df[target].rolling(w, min_periods=w)
+        cols[f"{target}_mean{w}"] = roll.mean()
+        cols[f"{target}_std{w}"] = roll.std()
+    if calendar:
+        cols |= _calendar(df.index, horizon)
+    X = pd.DataFrame(cols, index=df.index)
+    for c in categorical:
+        X = X.join(pd.get_dummies(df[c], prefix=c, dtype=float))
+    return X.dropna()
+
+
+def prophet_frame(
+    df: pd.DataFrame,
+    target: str,
+    horizon: int = 1,
+    freq: str = "D",
+    regressors: tuple[str, ...] | list[str] = (),
+    regressor_lags: int = 2,
+) -> pd.DataFrame:
+    """A Prophet frame: `ds` = the forecast time (t + horizon), regressors = values known at t.
+
+    Prophet models y(ds) as trend + seasonality + regressor effects; lagged observations as regressors let it use
+    the latest weather, which is what makes it competitive for a one-day-ahead forecast.
+    """
+    cols: dict[str, pd.Series] = {"ds": pd.Series(df.index.shift(horizon, freq=freq), index=df.index)}
+    for c in [target, *regressors]:
+        for k in range(regressor_lags):
+            cols[f"{c}_lag{k}"] = df[c].shift(k)
+    return pd.DataFrame(cols, index=df.index).dropna()
+
+
+def window(df: pd.DataFrame, target: str, length: int = 30) -> pd.DataFrame:
+    """The last `length` values of the target up to t, oldest first (`w0` .. `w{length-1}` = the value at t)."""
+    cols = {f"w{i}": df[target].shift(length - 1 - i) for i in range(length)}
+    return pd.DataFrame(cols, index=df.index).dropna()

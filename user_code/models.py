@@ -1,0 +1,181 @@
+"""Training functions: `train(X, y, **params) -> model` with `model.predict(X) -> one value per row of X`.
+
+Everything fitted to data (scalers, encoders, the estimator) lives inside the returned model, so flowork fits it on
+the training rows of each fold only. Heavy libraries are imported inside the function that needs them, so running
+one model never pays for the others. Returned models must pickle (they are logged to MLflow); wrapper classes are
+therefore defined at module level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def ridge(X: pd.DataFrame, y: pd.Series, alpha: float = 1.0) -> Any:
+    """Standardised features + ridge regression."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(X, y)
+
+
+def random_forest(
+    X: pd.DataFrame,
+    y: pd.Series,
+    n_estimators: int = 100,
+    max_depth: int | None = 10,
+    min_samples_leaf: int = 3,
+    max_features: float = 0.5,
+    seed: int = 0,
+) -> Any:
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        min_samples_leaf=min_samples_leaf,
+        max_features=max_features,
+        random_state=seed,
+        n_jobs=1,  # flowork runs trials in parallel; one core each
+    ).fit(X, y)
+
+
+def xgb(
+    X: pd.DataFrame,
+    y: pd.Series,
+    n_estimators: int = 300,
+    max_depth: int = 3,
+    learning_rate: float = 0.05,
+    subsample: float = 0.8,
+    colsample_bytree: float = 0.8,
+    min_child_weight: float = 1.0,
+    reg_lambda: float = 1.0,
+    seed: int = 0,
+) -> Any:
+    from xgboost import XGBRegressor
+
+    return XGBRegressor(
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        learning_rate=learning_rate,
+        subsample=subsample,
+        colsample_bytree=colsample_bytree,
+        min_child_weight=min_child_weight,
+        reg_lambda=reg_lambda,
+        random_state=seed,
+        n_jobs=1,  # oversubscribed xgboost ran 20-40x slower with two parallel trials on two cores
+        tree_method="hist",
+    ).fit(X, y)
+
+
+class ProphetForecaster:
+    """Prophet behind the `predict(X)` contract: X holds `ds` and the regressor columns."""
+
+    def __init__(self, model: Any, regressors: list[str]) -> None:
+        self.model, self.regressors = model, regressors
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model.predict(X[["ds", *self.regressors]].reset_index(drop=True))["yhat"].to_numpy()
+
+
+def prophet(
+    X: pd.DataFrame,
+    y: pd.Series,
+    changepoint_prior_scale: float = 0.05,
+    seasonality_prior_scale: float = 10.0,
+    seasonality_mode: str = "additive",
+    yearly_seasonality: int | bool = 10,
+    weekly_seasonality: bool = False,
+) -> ProphetForecaster:
+    import logging
+
+    from prophet import Prophet
+
+    logging.getLogger("cmdstanpy").setLevel(logging.WARNING)
+    model = Prophet(
+        changepoint_prior_scale=changepoint_prior_scale,
+        seasonality_prior_scale=seasonality_prior_scale,
+        seasonality_mode=seasonality_mode,
+        yearly_seasonality=yearly_seasonality,
+        weekly_seasonality=weekly_seasonality,
+        daily_seasonality=False,
+    )
+    regressors = [c for c in X.columns if c != "ds"]
+    for c in regressors:
+        model.add_regressor(c)
+    frame = X[["ds", *regressors]].reset_index(drop=True).assign(y=y.to_numpy())
+    return ProphetForecaster(model.fit(frame), regressors)
+
+
+class NBeatsForecaster:
+    """A darts N-BEATS model behind the `predict(X)` contract: each row of X is an input window (w0 .. wN)."""
+
+    def __init__(self, model: Any, horizon: int, freq: str, mean: float, scale: float) -> None:
+        self.model, self.horizon, self.freq = model, horizon, freq
+        self.mean, self.scale = mean, scale  # standardisation of the training series (fitted on it only)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        from darts import TimeSeries
+
+        n = X.shape[1]
+        windows = [
+            TimeSeries.from_times_and_values(
+                pd.date_range(end=t, periods=n, freq=self.freq), ((row - self.mean) / self.scale).astype(np.float32)
+            )
+            for t, row in zip(X.index, X.to_numpy(), strict=True)
+        ]
+        forecasts = self.model.predict(n=self.horizon, series=windows, verbose=False, show_warnings=False)
+        return np.array([f.values()[-1, 0] for f in forecasts], dtype=float) * self.scale + self.mean
+
+
+def darts_nbeats(
+    X: pd.DataFrame,
+    y: pd.Series,
+    horizon: int = 1,
+    freq: str = "D",
+    num_stacks: int = 4,
+    num_blocks: int = 1,
+    num_layers: int = 2,
+    layer_widths: int = 64,
+    epochs: int = 20,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> NBeatsForecaster:
+    """N-BEATS (generic) trained on the target series rebuilt from the windows: the newest value of each row."""
+    import torch
+    from darts import TimeSeries
+    from darts.models import NBEATSModel
+
+    torch.set_num_threads(1)
+    values = X.iloc[:, -1].to_numpy(float)
+    mean, scale = float(values.mean()), float(values.std()) or 1.0
+    series = TimeSeries.from_times_and_values(
+        pd.DatetimeIndex(X.index, freq=freq), ((values - mean) / scale).astype(np.float32)
+    )
+    model = NBEATSModel(
+        input_chunk_length=X.shape[1],
+        output_chunk_length=horizon,
+        generic_architecture=True,
+        num_stacks=num_stacks,
+        num_blocks=num_blocks,
+        num_layers=num_layers,
+        layer_widths=layer_widths,
+        n_epochs=epochs,
+        batch_size=batch_size,
+        optimizer_kwargs={"lr": learning_rate},
+        random_state=seed,
+        pl_trainer_kwargs={
+            "accelerator": "cpu",
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": False,
+            "enable_checkpointing": False,
+        },
+    )
+    model.fit(series, verbose=False)
+    return NBeatsForecaster(model, horizon, freq, mean, scale)
