@@ -109,6 +109,14 @@ def fit_predict(train, X: pd.DataFrame, y: pd.Series, fold: Fold, where: str) ->
             where=where,
             fix="return exactly one prediction per row of X, in X's order",
         )
+    bad = ~np.isfinite(pred)
+    if bad.any():
+        raise FloworkError(
+            f"predict(X) returned {int(bad.sum())} NaN/inf value(s) of {len(pred)} in {fold.name}, first for "
+            f"{X_test.index[bad.argmax()]}",
+            where=where,
+            fix="check the model's predictions: missing values in X, a diverging fit, or a bad parameter value",
+        )
     return model, pd.Series(pred, index=X_test.index, name="prediction")
 
 

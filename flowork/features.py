@@ -81,34 +81,56 @@ def make_target(clean_df: pd.DataFrame, column: str, horizon: int) -> tuple[pd.S
 
 
 def leakage_check(raw: pd.DataFrame, pipeline: Pipeline, X_full: pd.DataFrame, cuts=(0.5, 0.8)) -> None:
-    """Features for rows <= t must not change when rows after t are removed (DESIGN §3).
+    """Features for rows <= t must not change when rows after t are removed or altered (DESIGN §3).
 
-    Rebuilds the features on the data truncated at each cut and compares the overlapping rows; the cost is one
-    extra clean+build per cut.
+    At each cut t the features are rebuilt twice: on the data truncated after t, and on the data with every row
+    after t altered. A column that differs at a row <= t uses the future; a row <= t that disappears when the
+    future is removed does too. Costs two extra clean+build per cut.
     """
     for share in cuts:
         cut = int(len(raw) * share)
         if cut < 2:
             continue
-        X_cut = pipeline(raw.iloc[:cut])
-        common = X_cut.index.intersection(X_full.index)
-        missing = set(X_full.columns) ^ set(X_cut.columns)
-        if missing:
+        t = raw.index[cut - 1]
+        past = X_full.index[X_full.index <= t]
+        truncated = pipeline(raw.iloc[:cut])
+        changed = set(X_full.columns) ^ set(truncated.columns)
+        if changed:
             raise FloworkError(
-                f"features depend on the data length: columns {sorted(map(str, missing))} appear only with more "
+                f"features depend on the data length: columns {sorted(map(str, changed))} appear only with more "
                 "or fewer rows",
                 where=pipeline.where,
                 fix="build the same columns whatever the number of rows",
             )
-        leaky = [c for c in X_full.columns if not same(X_full.loc[common, c], X_cut.loc[common, c])]
-        if leaky:
+        leaky = differing(X_full, truncated, past.intersection(truncated.index))
+        leaky += [c for c in differing(X_full, pipeline(alter_after(raw, cut)), past) if c not in leaky]
+        lost = past.difference(truncated.index)
+        if leaky or len(lost):
+            what = f"feature column(s) {leaky}" if leaky else f"rows {list(lost[:3].astype(str))}"
             raise FloworkError(
-                f"leakage: feature column(s) {leaky} change for rows up to {raw.index[cut - 1]} when later rows "
-                "are removed, so they use the future",
+                f"leakage: {what} change for rows up to {t} when later rows are removed or altered, "
+                "so they use the future",
                 where=pipeline.where,
-                fix="compute these features from past rows only (shift(k) with k >= 0, rolling windows that end "
-                "at the row, no centred windows, no statistics over the whole series)",
+                fix="compute features from past rows only (shift(k) with k >= 0, rolling windows that end at the "
+                "row, no centred windows, no bfill/interpolate, no statistics over the whole series)",
             )
+
+
+def alter_after(raw: pd.DataFrame, cut: int) -> pd.DataFrame:
+    """The same frame with every value after row `cut` changed (numbers shifted, other values reversed)."""
+    out = raw.copy()
+    for c in out.columns:
+        future = out[c].iloc[cut:]
+        if pd.api.types.is_numeric_dtype(future) and not pd.api.types.is_bool_dtype(future):
+            out.iloc[cut:, out.columns.get_loc(c)] = future * 1.5 + 7.0
+        else:
+            out.iloc[cut:, out.columns.get_loc(c)] = future.to_numpy()[::-1]
+    return out
+
+
+def differing(a: pd.DataFrame, b: pd.DataFrame, rows: pd.Index) -> list[str]:
+    rows = rows.intersection(b.index)
+    return [str(c) for c in a.columns if c in b.columns and not same(a.loc[rows, c], b.loc[rows, c])]
 
 
 def same(a: pd.Series, b: pd.Series) -> bool:

@@ -33,7 +33,7 @@ def locate(path: str, *, where: str) -> Callable[..., Any]:
     from hydra.utils import get_method  # hydra's own resolver: same rules as instantiate
 
     try:
-        return get_method(path)  # type: ignore[no-any-return]
+        return get_method(path)
     except Exception as e:  # hydra wraps ImportError/AttributeError differently across versions
         cause = e.__cause__ or e
         raise FloworkError(
@@ -65,6 +65,7 @@ def bind(node: Any, *, where: str, call_args: int = 1) -> Callable[..., Any]:
 
 def check_call(fn: Callable[..., Any], n_args: int, kwargs: dict[str, Any], *, where: str) -> None:
     """Fail with the accepted parameters when `fn(*n_args positional, **kwargs)` cannot bind."""
+    name = getattr(getattr(fn, "func", fn), "__name__", str(fn))  # functools.partial has no __name__
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins without a signature: let the call itself decide
@@ -73,7 +74,7 @@ def check_call(fn: Callable[..., Any], n_args: int, kwargs: dict[str, Any], *, w
         sig.bind(*range(n_args), **kwargs)
     except TypeError as e:
         raise FloworkError(
-            f"`{getattr(fn, '__qualname__', fn)}` cannot be called with these arguments: {e}",
+            f"`{name}` cannot be called with these arguments: {e}",
             where=where,
-            fix=f"its signature is {fn.__name__}{sig}; rename or remove the offending key",
+            fix=f"its signature is {name}{sig}; rename or remove the offending key",
         ) from None

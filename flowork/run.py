@@ -68,11 +68,18 @@ def pipeline_of(cfg: DictConfig, where: str) -> Pipeline:
     )
 
 
-def run(cfg: DictConfig, *, parent_run_id: str | None = None, extra_tags: dict[str, str] | None = None) -> JobResult:
+def run(
+    cfg: DictConfig,
+    *,
+    root: str | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> JobResult:
+    """Run one job. `root` is the project directory (default: Hydra's original working directory)."""
     from flowork.schema import validate
 
     cfg = validate(cfg)
-    root = project_root(cfg)
+    root = root or project_root(cfg)
     choices = choices_of(cfg)
     limit_threads(cfg.threads)
     instantiate.ensure_importable(root)
@@ -81,8 +88,7 @@ def run(cfg: DictConfig, *, parent_run_id: str | None = None, extra_tags: dict[s
 
     # Bind every user function first: a wrong _target_ or key fails before data is read or a run is created.
     pipeline = pipeline_of(cfg, where_features)
-    params = OmegaConf.to_container(cfg.model.params, resolve=True)
-    assert isinstance(params, dict)
+    params: dict[str, Any] = OmegaConf.to_container(cfg.model.params, resolve=True)  # type: ignore[assignment]
     train_fn = instantiate.bind(cfg.model.train, where=where_model, call_args=2)
     instantiate.check_call(train_fn, 2, params, where=where_model)
     metric = instantiate.locate(cfg.metric._target_, where=f"conf/metric/{choices.get('metric', '')}.yaml")
@@ -163,12 +169,12 @@ def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig) -> Non
     """Data digest and source through mlflow.data, so runs on different data never look comparable."""
     import warnings
 
-    import mlflow.data
+    import mlflow.data.pandas_dataset
     from mlflow.entities import DatasetInput, InputTag
 
     with warnings.catch_warnings():  # "source can be interpreted in multiple ways": any is fine for a digest
         warnings.simplefilter("ignore")
-        ds = mlflow.data.from_pandas(raw.reset_index(), source=str(cfg.data.uri), targets=cfg.data.target.column)
+        ds = mlflow.data.pandas_dataset.from_pandas(raw.reset_index(), source=str(cfg.data.uri), targets=cfg.data.target.column)
     tracker.client.log_inputs(
         run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", "training")])]
     )

@@ -7,7 +7,7 @@ an unknown direction fails with the key, the value and the allowed values before
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from flowork.errors import FloworkError
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     minimize = "minimize"
     maximize = "maximize"
 
@@ -94,9 +94,22 @@ class FloworkConfig:
     seed: int = 0
 
 
+def missing_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is `???`, found without resolving interpolations (which would fail on them)."""
+    if isinstance(node, dict):
+        return [k for key, v in node.items() for k in missing_keys(v, f"{prefix}{key}.")]
+    return [prefix[:-1]] if node == "???" else []
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Merge `cfg` onto the schema; a type, enum or missing-value error becomes a FloworkError naming the key."""
-    user_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    user_cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    missing = sorted(missing_keys(OmegaConf.to_container(user_cfg, resolve=False)))
+    if missing:
+        raise FloworkError(
+            f"config keys still marked ??? (must be filled): {', '.join(missing)}",
+            fix=f"set them in the config files under conf/ or on the command line, e.g. {missing[0]}=...",
+        )
     try:
         merged = OmegaConf.merge(OmegaConf.structured(FloworkConfig), user_cfg)
         missing = sorted(OmegaConf.missing_keys(merged))
@@ -110,6 +123,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if missing:
         raise FloworkError(
             f"config keys still marked ??? (must be filled): {', '.join(missing)}",
-            fix="set them in the config files under conf/ or on the command line, e.g. " f"{missing[0]}=...",
+            fix=f"set them in the config files under conf/ or on the command line, e.g. {missing[0]}=...",
         )
+    assert isinstance(merged, DictConfig)  # merged onto a dataclass: always a DictConfig
     return merged

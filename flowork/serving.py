@@ -27,7 +27,7 @@ class ForecastSpec:
     history: int  # raw rows needed to forecast from the last one
 
 
-class Forecaster(PythonModel):  # type: ignore[misc]
+class Forecaster(PythonModel):
     def __init__(self, pipeline: Any, model: Any, spec: ForecastSpec) -> None:
         self.pipeline, self.model, self.spec = pipeline, model, spec
 
@@ -93,9 +93,12 @@ def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_exampl
     example = raw_example.reset_index()
     example[forecaster.spec.time_column] = example[forecaster.spec.time_column].dt.strftime("%Y-%m-%dT%H:%M:%S")
     output = forecaster.forecast(example)
-    code = [p for p in (os.path.join(root, "user_code"),) if os.path.isdir(p)]
+    # user_code and flowork travel with the model, so serving needs neither the checkout nor flowork installed.
+    flowork_dir = os.path.dirname(os.path.abspath(__file__))
+    code = [p for p in (os.path.join(root, "user_code"), flowork_dir) if os.path.isdir(p)]
     # Quiet MLflow's generic cloudpickle notice: the model is flowork's own wrapper, loaded by its own user.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    mlflow.set_tracking_uri(tracker.uri)  # log_model only has the fluent (process-global) API
     with mlflow.start_run(run_id=run_id, nested=True):
         mlflow.pyfunc.log_model(
             name="model",
@@ -113,7 +116,7 @@ def pip_requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     reqs = []
-    for dist in ("mlflow", "pandas", "numpy", "scikit-learn", "xgboost-cpu", "prophet", "darts", "torch", "flowork"):
+    for dist in ("mlflow", "pandas", "numpy", "scikit-learn", "xgboost-cpu", "prophet", "darts", "torch", "hydra-core"):
         try:
             reqs.append(f"{dist}=={version(dist)}")
         except PackageNotFoundError:

@@ -46,7 +46,10 @@ def git_state(root: str) -> dict[str, str]:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
             timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -65,9 +68,7 @@ class Tracker:
         try:
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = (
-                exp.experiment_id
-                if exp is not None
-                else self._create_experiment(experiment, artifact_location)
+                exp.experiment_id if exp is not None else self._create_experiment(experiment, artifact_location)
             )
         except FloworkError:
             raise

@@ -8,6 +8,7 @@ therefore defined at module level.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,30 @@ class NBeatsForecaster:
         forecasts = self.model.predict(n=self.horizon, series=windows, verbose=False, show_warnings=False)
         return np.array([f.values()[-1, 0] for f in forecasts], dtype=float) * self.scale + self.mean
 
+    # darts drops its torch module when pickled (it saves it beside the model file instead), so pickle the files
+    # that `save` writes: the forecaster then travels inside an MLflow model like any other.
+    def __getstate__(self) -> dict[str, Any]:
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            self.model.save(os.path.join(d, "nbeats.pt"))
+            files = {name: Path(d, name).read_bytes() for name in os.listdir(d)}
+        return {**self.__dict__, "model": files}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import os
+        import tempfile
+
+        from darts.models import NBEATSModel
+
+        files = state.pop("model")
+        with tempfile.TemporaryDirectory() as d:
+            for name, blob in files.items():
+                Path(d, name).write_bytes(blob)
+            state["model"] = NBEATSModel.load(os.path.join(d, "nbeats.pt"), map_location="cpu")
+        self.__dict__.update(state)
+
 
 def darts_nbeats(
     X: pd.DataFrame,
@@ -147,10 +172,17 @@ def darts_nbeats(
     seed: int = 0,
 ) -> NBeatsForecaster:
     """N-BEATS (generic) trained on the target series rebuilt from the windows: the newest value of each row."""
+    import logging
+    import warnings
+
     import torch
     from darts import TimeSeries
     from darts.models import NBEATSModel
 
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "darts"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for noise in ("pin_memory", ".*LeafSpec", "Total length of", ".*does not have many workers"):
+        warnings.filterwarnings("ignore", message=noise)
     torch.set_num_threads(1)
     values = X.iloc[:, -1].to_numpy(float)
     mean, scale = float(values.mean()), float(values.std()) or 1.0

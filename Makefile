@@ -1,0 +1,50 @@
+# flowork — `make help` lists the targets. Every target creates/refreshes the venv first when needed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+# mlflow's model server execs uvicorn from PATH
+export PATH := $(abspath $(BIN)):$(PATH)
+
+# One install command, used by the README, CI and the Dockerfile: torch's CPU build first (an unpinned torch pulls
+# a multi-GB CUDA build), then the project with every model family, under the pins in constraints.txt.
+INSTALL := pip install torch==2.13.0 && pip install -c constraints.txt -e '.[all,dev]'
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
+	source $(BIN)/activate && $(INSTALL)
+	touch $@
+
+.PHONY: help install run test test-slow test-full lint select serve-best ui clean
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## create the venv and install flowork with every model family
+
+run: install  ## the example: one backtested, tracked run per model family
+	$(BIN)/python -m flowork model=ridge,random_forest,xgb,prophet,darts_nbeats -m
+
+test: install  ## fast tests (no slow end-to-end runs), lint
+	$(BIN)/ruff check flowork hydra_plugins user_code tests
+	$(BIN)/python -m pytest -q
+
+test-slow: install  ## only the slow end-to-end CLI runs (CI runs them after `make test`)
+	$(BIN)/python -m pytest -q -m slow
+
+test-full: install  ## every test, including the slow end-to-end CLI runs
+	$(BIN)/python -m pytest -q -m ''
+
+lint: install  ## ruff + mypy
+	$(BIN)/ruff check flowork hydra_plugins user_code tests
+	$(BIN)/ruff format --check flowork hydra_plugins user_code tests
+	$(BIN)/mypy flowork
+
+ui: install  ## MLflow UI on the embedded store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
+
+clean:  ## remove run outputs (keeps the MLflow store: delete mlflow.db and mlartifacts/ yourself)
+	rm -rf outputs multirun .pytest_cache

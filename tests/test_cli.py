@@ -1,0 +1,98 @@
+"""The real command line: `python -m flowork ...` as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT
+
+HEAVY = ("torch", "darts", "prophet", "xgboost", "lightning", "pytorch_lightning")
+
+
+def flowork(*args: str, cwd=ROOT, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flowork", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "", **env},
+    )
+
+
+def store_args(tmp_path, short_csv) -> list[str]:
+    return [
+        f"data.uri={short_csv}",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_location=file://{tmp_path}/artifacts",
+        f"hydra.run.dir={tmp_path}/out",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+    ]
+
+
+def test_help_is_fast():
+    flowork("--help")  # warm the file cache
+    t0 = time.perf_counter()
+    out = flowork("--help")
+    assert out.returncode == 0 and "model: " in out.stdout
+    assert time.perf_counter() - t0 < 2.0  # ~0.5 s here; generous for a loaded CI machine
+
+
+def test_ridge_job_imports_no_heavy_library(tmp_path, short_csv):
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['flowork', *{store_args(tmp_path, short_csv)!r}, 'model=ridge', 'tracking.log_model=false']\n"
+        "try:\n    runpy.run_module('flowork', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
+        f"print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["model=nope"], "Could not find 'model/nope'"),
+        (["data.target.column=temp"], "target column 'temp' is not in the data"),
+        (["data.target.horizon=0"], "horizon must be >= 1"),
+        (["metric.direction=up"], "invalid config value"),
+    ],
+)
+def test_user_errors_print_without_traceback(tmp_path, short_csv, args, message):
+    out = flowork(*store_args(tmp_path, short_csv), *args)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    if args == ["model=nope"]:  # Hydra lists the available options
+        assert "ridge" in out.stderr and "darts_nbeats" in out.stderr
+
+
+def test_traceback_flag(tmp_path, short_csv):
+    out = flowork(*store_args(tmp_path, short_csv), "data.target.horizon=0", FLOWORK_TRACEBACK="1")
+    assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+@pytest.mark.slow
+def test_five_model_multirun(tmp_path, short_csv):
+    models = ["ridge", "random_forest", "xgb", "prophet", "darts_nbeats"]
+    out = flowork(
+        *store_args(tmp_path, short_csv), f"model={','.join(models)}", "data.backtest.folds=2", "-m", timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("temperature")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.tags["flowork.model"] for r in runs) == sorted(models)
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert {"cv_mae", "cv_mae_std", "cv_mae_fold0", "cv_mae_fold1", "holdout_mae"} <= set(r.data.metrics)
+        assert 0.5 < r.data.metrics["holdout_mae"] < 6
+        assert {"config.yaml", "predictions.csv"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert len(client.search_logged_models([exp.experiment_id])) == len(models)

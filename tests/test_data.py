@@ -1,0 +1,115 @@
+"""Loading any URI and format, and the errors for a broken time axis or a missing column."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from flowork import data
+from flowork.errors import FloworkError
+
+
+def cfg(uri: str, **kw):
+    target = SimpleNamespace(column=kw.pop("target", "temp_max"), horizon=1)
+    base = dict(uri=uri, format=None, time_column="date", freq="D", read_options={}, target=target)
+    return SimpleNamespace(**(base | kw))
+
+
+@pytest.fixture
+def files(tmp_path: Path, weather: pd.DataFrame) -> Path:
+    head = weather.head(50)
+    head.to_csv(tmp_path / "w.csv", index=False)
+    head.to_csv(tmp_path / "w.csv.gz", index=False)
+    head.to_parquet(tmp_path / "w.parquet", index=False)
+    head.to_csv(tmp_path / "w.txt", index=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("uri", "extra"),
+    [
+        ("{d}/w.csv", {}),
+        ("file://{d}/w.csv", {}),
+        ("{d}/w.csv.gz", {}),
+        ("{d}/w.parquet", {}),
+        ("file://{d}/w.parquet", {}),
+        ("{d}/w.txt", {"format": "csv"}),
+        ("w.csv", {}),  # relative to the project root
+    ],
+)
+def test_load_uris_and_formats(files, uri, extra):
+    df = data.load(cfg(uri.format(d=files), **extra), root=str(files))
+    assert len(df) == 50
+    assert isinstance(df.index, pd.DatetimeIndex) and df.index.name == "date"
+    assert df.index[0] == pd.Timestamp("2012-01-01")
+    assert "temp_max" in df.columns and "date" not in df.columns
+
+
+def test_load_http(files):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(files))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        df = data.load(cfg(f"http://127.0.0.1:{server.server_port}/w.csv"), root="/")
+    finally:
+        server.shutdown()
+    assert len(df) == 50
+
+
+def broken(weather: pd.DataFrame, how: str) -> pd.DataFrame:
+    df = weather.head(20).copy()
+    if how == "duplicate":
+        df.loc[5, "date"] = df.loc[4, "date"]
+    elif how == "unsorted":
+        df.loc[[5, 6], "date"] = df.loc[[6, 5], "date"].to_numpy()
+    elif how == "unparsable":
+        df.loc[3, "date"] = "yesterday"
+    elif how == "gap":
+        df = df.drop(index=7)
+    return df
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("duplicate", "duplicate timestamps"),
+        ("unsorted", "not sorted"),
+        ("unparsable", "not timestamps"),
+        ("gap", "not a regular 'D' grid: row 7"),
+    ],
+)
+def test_time_axis_errors(tmp_path, weather, how, message):
+    broken(weather, how).to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(FloworkError, match=message):
+        data.load(cfg(str(tmp_path / "b.csv")), root="/")
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "hint"),
+    [
+        ({"uri": "nowhere.csv"}, "data file not found", "data.uri"),
+        ({"uri": "memory://x.xlsx"}, "cannot tell the format", "data.format"),
+        ({"format": "feather"}, "unknown data format 'feather'", "csv"),
+        ({"time_column": "day"}, "time column 'day' is not in the data", "'temp_max'"),
+        ({"target": "temp"}, "target column 'temp' is not in the data", "'temp_min'"),
+        ({"target": "weather"}, "target column 'weather' is not numeric", "numeric"),
+        ({"freq": "fortnightly"}, "unknown frequency", "offset alias"),
+        ({"format": "parquet"}, "cannot read", "valid parquet"),
+    ],
+)
+def test_config_errors_name_key_and_fix(files, change, message, hint):
+    c = cfg(str(files / "w.csv"))
+    for key, value in change.items():
+        if key == "target":
+            c.target.column = value
+        else:
+            setattr(c, key, value)
+    with pytest.raises(FloworkError, match=message) as e:
+        data.load(c, root=str(files))
+    assert hint in e.value.render()

@@ -1,0 +1,114 @@
+"""One job through `run(cfg)`: what lands in MLflow, and the error for every kind of bad input."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from flowork.errors import FloworkError
+from flowork.run import run
+from tests.conftest import ROOT
+
+
+def no_predict(X, y):
+    return object()
+
+
+def wrong_length(X, y):
+    class M:
+        def predict(self, X):
+            return [0.0]
+
+    return M()
+
+
+def nan_model(X, y):
+    class M:
+        def predict(self, X):
+            return [float("nan")] * len(X)
+
+    return M()
+
+
+def leaky(df, target):
+    return df[[target]].assign(tomorrow=df[target].shift(-1)).dropna()
+
+
+def test_run_logs_metrics_params_tags_artifacts(make_cfg, store):
+    result = run(make_cfg("model=ridge", "tracking.log_model=true"), root=str(ROOT))
+    client = MlflowClient(store)
+    r = client.get_run(result.run_id)
+    assert r.info.status == "FINISHED"
+    assert r.data.params["model.params.alpha"] == "10.0" and r.data.params["data.target.horizon"] == "1"
+    assert {f"cv_mae_fold{k}" for k in range(5)} | {"cv_mae", "cv_mae_std", "holdout_mae"} <= set(r.data.metrics)
+    assert r.data.metrics["cv_mae"] == pytest.approx(result.objective)
+    assert 1.0 < result.holdout < 4.0  # °C, next-day max temperature
+    assert r.data.tags["flowork.model"] == "ridge" and r.data.tags["flowork.data_digest"]
+    assert "mlflow.source.git.commit" in r.data.tags or not (ROOT / ".git").exists()
+    assert len(r.inputs.dataset_inputs) == 1
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "predictions.csv"} <= artifacts
+    models = client.search_logged_models([r.info.experiment_id])
+    assert [m.source_run_id for m in models] == [result.run_id]
+
+
+def test_overrides_reach_the_model(make_cfg, store):
+    result = run(make_cfg("model=xgb", "model.params.max_depth=2", "data.target.horizon=7"), root=str(ROOT))
+    params = MlflowClient(store).get_run(result.run_id).data.params
+    assert params["model.params.max_depth"] == "2" and params["features.build.horizon"] == "7"
+
+
+NO_PARAMS = ["~model.params.alpha"]
+ERRORS = [
+    # (overrides, message, where/fix fragment)
+    (["data.target.column=temp"], "target column 'temp' is not in the data", "'temp_max'"),
+    (["data.time_column=day"], "time column 'day' is not in the data", "'date'"),
+    (["data.uri=nowhere/data.csv"], "data file not found", "data.uri"),
+    (["model.train._target_=user_code.models.nope"], "cannot import `_target_: user_code.models.nope`", "model.train"),
+    (["+model.params.depth=3"], "cannot be called with these arguments", "rename or remove"),
+    (["+features.build.lagz=3"], "cannot be called with these arguments", "features.build"),
+    ([*NO_PARAMS, "model.train._target_=tests.test_run.no_predict"], "has no predict", "predict(X)"),
+    ([*NO_PARAMS, "model.train._target_=tests.test_run.wrong_length"], "returned 1 values", "one prediction per row"),
+    (
+        [*NO_PARAMS, "model.train._target_=tests.test_run.nan_model"],
+        "NaN/inf value(s) of 31 in fold0",
+        "model's predictions",
+    ),
+    (["metric.direction=maxi"], "invalid config value", "metric.direction"),
+    (["data.target.horizon=0"], "horizon must be >= 1", "data.target.horizon"),
+    (["data.backtest.folds=200"], "too few rows", "fewer folds"),
+    (["data.target.column=???"], "still marked ???", "data.target.column"),
+    (
+        [
+            "features.build._target_=tests.test_run.leaky",
+            "~features.build.lags",
+            "~features.build.exog",
+            "~features.build.exog_lags",
+            "~features.build.windows",
+            "~features.build.categorical",
+            "~features.build.calendar",
+            "~features.build.horizon",
+        ],
+        "leakage: feature column(s) ['tomorrow']",
+        "conf/features",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message", "hint"), ERRORS, ids=[e[1][:30] for e in ERRORS])
+def test_errors_say_what_and_how_to_fix(make_cfg, overrides, message, hint):
+    with pytest.raises(FloworkError) as e:
+        run(make_cfg("model=ridge", *overrides), root=str(ROOT))
+    assert message in e.value.render()
+    assert hint in e.value.render()
+
+
+def test_failed_job_ends_its_run_failed_with_traceback(make_cfg, store):
+    with pytest.raises(FloworkError):
+        run(make_cfg("model=ridge", *NO_PARAMS, "model.train._target_=tests.test_run.nan_model"), root=str(ROOT))
+    client = MlflowClient(store)
+    (r,) = client.search_runs([client.get_experiment_by_name("temperature").experiment_id])
+    assert r.info.status == "FAILED"
+    assert "traceback.txt" in {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert r.data.params["model.name"] == "ridge"  # what was logged before the failure is kept
+    assert "predict(X) returned" in r.data.tags["flowork.error"]
