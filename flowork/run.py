@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -25,6 +27,21 @@ class JobResult:
     std: float
     holdout: float
     run_id: str | None
+    model_uri: str | None = None  # the logged pyfunc (models:/...), when tracking.log_model
+
+
+@dataclass
+class TrialContext:
+    """Set by the sweeper around one trial job: where its MLflow run hangs, and what it reports back."""
+
+    parent_run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+    reporter: Callable[[float, int], None] | None = None  # Optuna's report + prune check
+    run_id: str | None = None  # filled in by run() as soon as the MLflow run exists
+    result: JobResult | None = None
+
+
+TRIAL: ContextVar[TrialContext | None] = ContextVar("flowork_trial", default=None)
 
 
 def limit_threads(n: int) -> None:
@@ -96,19 +113,26 @@ def run(
     def train(X: pd.DataFrame, y: pd.Series) -> Any:
         return train_fn(X, y, **params)
 
-    from flowork.tracking import Tracker, flatten, git_state, tracking_uri
+    from flowork.tracking import Tracker, flatten, git_state, redact, tracking_uri
 
     tracker = Tracker(
         tracking_uri(cfg.tracking.uri, root),
         cfg.tracking.experiment,
         cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
     )
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     tags = {"flowork.model": cfg.model.name, **git_state(root), **(extra_tags or {})}
+    trial = TRIAL.get()
+    if trial is not None:
+        parent_run_id, tags = trial.parent_run_id, {**tags, **trial.tags}
     with tracker.run(cfg.model.name, tags, parent_run_id) as run_id:
+        if trial is not None:
+            trial.run_id = run_id
         tracker.log(run_id, params=flatten(resolved))  # type: ignore[arg-type]
-        tracker.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        tracker.log_text(run_id, OmegaConf.to_yaml(resolved), "config.yaml")
         result = evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model)
+    if trial is not None:
+        trial.result = result
     return result
 
 
@@ -142,12 +166,11 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model) -
             where=where_model,
             fix="check the model's predictions and the metric (mape is undefined when the target can be 0)",
         )
-    if cfg.tracking.log_model:
-        log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id)
-    return JobResult(mean, std, hold.score, run_id)
+    model_uri = log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) if cfg.tracking.log_model else None
+    return JobResult(mean, std, hold.score, run_id, model_uri)
 
 
-def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> None:
+def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> str:
     """Refit on every labelled row (DESIGN §4: the serving fit) and log it as a pyfunc that takes raw rows."""
     from flowork.serving import Forecaster, ForecastSpec, log_forecaster, required_history
 
@@ -162,7 +185,7 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> N
         columns=list(map(str, raw.columns)),
         history=history,
     )
-    log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
+    return log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
 
 
 def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig) -> None:

@@ -83,6 +83,17 @@ class TrackingConfig:
 
 
 @dataclass
+class SweepConfig:
+    name: str = MISSING  # re-running with the same name resumes the sweep
+    storage: str | None = None  # Optuna storage URL; None = a journal file in the sweep's output dir
+    workers: int | None = None  # parallel trial workers; None = the launcher's n_jobs (1 for the basic launcher)
+    max_failure_rate: float = 0.5  # stop the sweep when more trials than this share fail (after 4 trials)
+    sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 0})
+    pruner: Any = None  # e.g. {_target_: optuna.pruners.MedianPruner, n_warmup_steps: 2}
+    select: bool = True  # register the best model as `champion` when the sweep ends
+
+
+@dataclass
 class FloworkConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
@@ -90,6 +101,7 @@ class FloworkConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     metric: MetricConfig = field(default_factory=MetricConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     threads: int = 1  # BLAS/torch/xgboost threads per job; parallel workers each keep one core busy
     seed: int = 0
 

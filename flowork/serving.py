@@ -82,7 +82,7 @@ def required_history(raw: pd.DataFrame, pipeline: Any, X_full: pd.DataFrame) -> 
     return hi
 
 
-def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_example: pd.DataFrame, root: str) -> None:
+def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_example: pd.DataFrame, root: str) -> str:
     """Log the forecaster as an MLflow pyfunc that carries the project's user_code (no checkout needed to serve)."""
     import logging
     import os
@@ -100,7 +100,7 @@ def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_exampl
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     mlflow.set_tracking_uri(tracker.uri)  # log_model only has the fluent (process-global) API
     with mlflow.start_run(run_id=run_id, nested=True):
-        mlflow.pyfunc.log_model(
+        info = mlflow.pyfunc.log_model(
             name="model",
             python_model=forecaster,
             code_paths=code,
@@ -110,6 +110,7 @@ def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_exampl
             input_example=example,
             metadata={"history": forecaster.spec.history, "horizon": forecaster.spec.horizon},
         )
+    return str(info.model_uri)
 
 
 def pip_requirements() -> list[str]:

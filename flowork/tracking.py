@@ -27,15 +27,24 @@ def tracking_uri(uri: str | None, root: str) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root, 'mlflow.db')}"
 
 
+def redact(node: Any) -> Any:
+    """A copy of a config container with the values of secret-looking keys (password, token, ...) replaced."""
+    if isinstance(node, Mapping):
+        return {k: REDACTED if SECRET.search(str(k)) else redact(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [redact(v) for v in node]
+    return redact_uri(node) if isinstance(node, str) else node
+
+
 def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """`{"a": {"b": 1}}` -> `{"a.b": "1"}`, with values of secret-looking keys redacted."""
+    """`{"a": {"b": 1}}` -> `{"a.b": "1"}` (MLflow params: values cut at MLflow's 6000 characters)."""
     out: dict[str, str] = {}
     for key, value in node.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             out.update(flatten(value, f"{name}."))
         else:
-            out[name] = REDACTED if SECRET.search(str(key)) else str(value)[:6000]
+            out[name] = str(value)[:6000]
     return out
 
 
@@ -124,7 +133,8 @@ class Tracker:
 
     @contextmanager
     def run(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> Iterator[str]:
-        """A run that always ends: FINISHED, FAILED (traceback logged as `traceback.txt`) or KILLED on Ctrl-C."""
+        """A run that always ends: FINISHED, FAILED (traceback logged as `traceback.txt`), KILLED on Ctrl-C or
+        when pruned."""
         run_id = self.start(name, tags, parent_run_id)
         try:
             yield run_id
@@ -132,6 +142,10 @@ class Tracker:
             self.end(run_id, "KILLED")
             raise
         except BaseException as e:
+            if type(e).__name__ == "TrialPruned":  # optuna's (not imported here): stopped early, not a failure
+                self.log(run_id, tags={"flowork.pruned": str(e)})
+                self.end(run_id, "KILLED")
+                raise
             try:
                 self.log_text(run_id, "".join(traceback.format_exception(e)), "traceback.txt")
                 self.log(run_id, tags={"flowork.error": str(e)[:5000]})
