@@ -6,6 +6,7 @@ it is a rich live table; otherwise one plain line per change, so CI logs stay re
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -37,12 +38,18 @@ class Progress:
 
         out = []
         for s in self.plan.studies:
-            trials = [t for t in optuna.load_study(study_name=s.name, storage=self.storage).get_trials(deepcopy=False)
-                      if counted(t)]
+            trials = [
+                t
+                for t in optuna.load_study(study_name=s.name, storage=self.storage).get_trials(deepcopy=False)
+                if counted(t)
+            ]
             done = [t for t in trials if t.state.is_finished()]
             values = [t.value for t in trials if t.state == TrialState.COMPLETE]
-            minimize = True if not values else optuna.load_study(study_name=s.name,
-                                                                 storage=self.storage).direction.name == "MINIMIZE"
+            minimize = (
+                True
+                if not values
+                else optuna.load_study(study_name=s.name, storage=self.storage).direction.name == "MINIMIZE"
+            )
             best = (min(values) if minimize else max(values)) if values else None
             failed = sum(t.state == TrialState.FAIL for t in done)
             out.append((s.model, len(done), s.n_trials, failed, best))
@@ -53,21 +60,45 @@ class Progress:
         done = sum(r[1] for r in rows)
         total = sum(r[2] for r in rows)
         eta = elapsed / done * (total - done) if done else float("nan")
-        parts = [f"{m} {d}/{n}" + (f" ({f} failed)" if f else "") + (f" best {b:.4f}" if b is not None else "")
-                 for m, d, n, f, b in rows]
-        return f"[sweep {self.plan.sweep}] {done}/{total} trials | " + " | ".join(parts) + (
-            f" | {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
+        parts = [
+            f"{m} {d}/{n}" + (f" ({f} failed)" if f else "") + (f" best {b:.4f}" if b is not None else "")
+            for m, d, n, f, b in rows
+        ]
+        return (
+            f"[sweep {self.plan.sweep}] {done}/{total} trials | "
+            + " | ".join(parts)
+            + (f" | {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
+        )
+
+    def table(self, rows: list[tuple[str, int, int, int, float | None]]) -> Any:
+        from rich.table import Table
+
+        table = Table(title=self.line(rows).split(" | ")[0] + " | " + self.line(rows).split(" | ")[-1])
+        for col in ("model", "trials", "failed", "best so far"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for m, d, n, f, b in rows:
+            table.add_row(m, f"{d}/{n}", str(f), "—" if b is None else f"{b:.4f}")
+        return table
 
     def loop(self) -> None:
+        if self.tty:
+            from rich.console import Console
+            from rich.live import Live
+
+            with Live(console=Console(stderr=True), refresh_per_second=2, transient=False) as live:
+                while not self.stop.wait(self.every):
+                    with contextlib.suppress(Exception):  # storage busy: next tick
+                        live.update(self.table(self.rows()))
+                with contextlib.suppress(Exception):
+                    live.update(self.table(self.rows()))
+            return
         while not self.stop.wait(self.every):
             try:
                 text = self.line(self.rows())
             except Exception:  # storage busy or not created yet: try again next tick
                 continue
             if text.split(" | ")[:-1] != self.last.split(" | ")[:-1]:
-                print(("\r" if self.tty else "") + text, file=sys.stderr, flush=True, end="" if self.tty else "\n")
+                print(text, file=sys.stderr, flush=True)
                 self.last = text
-        try:
-            print(("\r" if self.tty else "") + self.line(self.rows()), file=sys.stderr, flush=True)
-        except Exception:
-            pass
+        with contextlib.suppress(Exception):
+            print(self.line(self.rows()), file=sys.stderr, flush=True)

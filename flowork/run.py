@@ -166,7 +166,9 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model) -
             where=where_model,
             fix="check the model's predictions and the metric (mape is undefined when the target can be 0)",
         )
-    model_uri = log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) if cfg.tracking.log_model else None
+    model_uri = (
+        log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) if cfg.tracking.log_model else None
+    )
     return JobResult(mean, std, hold.score, run_id, model_uri)
 
 
@@ -197,7 +199,9 @@ def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig) -> Non
 
     with warnings.catch_warnings():  # "source can be interpreted in multiple ways": any is fine for a digest
         warnings.simplefilter("ignore")
-        ds = mlflow.data.pandas_dataset.from_pandas(raw.reset_index(), source=str(cfg.data.uri), targets=cfg.data.target.column)
+        ds = mlflow.data.pandas_dataset.from_pandas(
+            raw.reset_index(), source=str(cfg.data.uri), targets=cfg.data.target.column
+        )
     tracker.client.log_inputs(
         run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", "training")])]
     )

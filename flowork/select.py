@@ -34,24 +34,29 @@ def study_rows(storage: Any, study_names: list[str], elapsed: float | None = Non
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         best = None
         if done:
-            best = min(done, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else max(
-                done, key=lambda t: t.value)
-        rows.append({
-            "model": name.split("/", 1)[-1],
-            "study": name,
-            "direction": study.direction.name.lower(),
-            "best": best.value if best else None,
-            "std": best.user_attrs.get("std") if best else None,
-            "holdout": best.user_attrs.get("holdout") if best else None,
-            "trial": best.number if best else None,
-            "params": best.params if best else {},
-            "overrides": best.user_attrs.get("overrides") if best else None,
-            "run_id": best.user_attrs.get("run_id") if best else None,
-            "ok": len(done),
-            "failed": sum(t.state == TrialState.FAIL for t in trials),
-            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-            "seconds": sum(t.user_attrs.get("seconds", 0.0) for t in trials),
-        })
+            best = (
+                min(done, key=lambda t: t.value)
+                if study.direction.name == "MINIMIZE"
+                else max(done, key=lambda t: t.value)
+            )
+        rows.append(
+            {
+                "model": name.split("/", 1)[-1],
+                "study": name,
+                "direction": study.direction.name.lower(),
+                "best": best.value if best else None,
+                "std": best.user_attrs.get("std") if best else None,
+                "holdout": best.user_attrs.get("holdout") if best else None,
+                "trial": best.number if best else None,
+                "params": best.params if best else {},
+                "overrides": best.user_attrs.get("overrides") if best else None,
+                "run_id": best.user_attrs.get("run_id") if best else None,
+                "ok": len(done),
+                "failed": sum(t.state == TrialState.FAIL for t in trials),
+                "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+                "seconds": sum(t.user_attrs.get("seconds", 0.0) for t in trials),
+            }
+        )
     ranked = [r for r in rows if r["best"] is not None]
     sign = 1 if (ranked and ranked[0]["direction"] == "minimize") else -1
     ranked.sort(key=lambda r: sign * r["best"])
@@ -64,11 +69,14 @@ def leaderboard(plan: Any, storage: Any, elapsed: float) -> list[dict[str, Any]]
 
 def render(rows: list[dict[str, Any]], metric: str = "metric") -> str:
     """The leaderboard as a markdown table (printed, and written as leaderboard.md)."""
+
     def num(x: float | None) -> str:
         return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4f}"
 
-    lines = [f"| rank | model | best CV {metric} ± std | holdout {metric} | trials ok / failed / pruned | time (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"| rank | model | best CV {metric} ± std | holdout {metric} | trials ok / failed / pruned | time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for i, r in enumerate(rows, 1):
         lines.append(
             f"| {i if r['best'] is not None else '-'} | {r['model']} | {num(r['best'])} ± {num(r['std'])} | "
@@ -89,8 +97,15 @@ def write_leaderboard(rows: list[dict[str, Any]], sweep_dir: str, metric: str = 
         print(render(rows, metric))
 
 
-def select_champion(plan: Any, storage: Any, tracker: Any, sweep_run: str, compose: Callable[[list[str]], DictConfig],
-                    sweep_dir: str, config: DictConfig) -> dict[str, Any]:
+def select_champion(
+    plan: Any,
+    storage: Any,
+    tracker: Any,
+    sweep_run: str,
+    compose: Callable[[list[str]], DictConfig],
+    sweep_dir: str,
+    config: DictConfig,
+) -> dict[str, Any]:
     return champion(
         study_rows(storage, [s.name for s in plan.studies]),
         compose=compose,
@@ -102,8 +117,17 @@ def select_champion(plan: Any, storage: Any, tracker: Any, sweep_run: str, compo
     )
 
 
-def champion(rows: list[dict[str, Any]], *, compose: Callable[[list[str]], DictConfig], tracker: Any, sweep: str,
-             parent_run_id: str | None, sweep_dir: str, model_name: str, root: str | None = None) -> dict[str, Any]:
+def champion(
+    rows: list[dict[str, Any]],
+    *,
+    compose: Callable[[list[str]], DictConfig],
+    tracker: Any,
+    sweep: str,
+    parent_run_id: str | None,
+    sweep_dir: str,
+    model_name: str,
+    root: str | None = None,
+) -> dict[str, Any]:
     """Refit the best row's trial (DESIGN §4), log it, register it under `model_name` with alias `champion`."""
     import os
 
@@ -111,8 +135,10 @@ def champion(rows: list[dict[str, Any]], *, compose: Callable[[list[str]], DictC
 
     best = next((r for r in rows if r["best"] is not None), None)
     if best is None:
-        raise FloworkError(f"sweep {sweep!r} has no completed trial to select",
-                           fix="run the sweep (or resume it) until at least one trial completes")
+        raise FloworkError(
+            f"sweep {sweep!r} has no completed trial to select",
+            fix="run the sweep (or resume it) until at least one trial completes",
+        )
     overrides = [o for o in best["overrides"] if not o.startswith("tracking.log_model=")]
     cfg = compose([*overrides, "tracking.log_model=true"])
     tags = {"flowork.sweep": sweep, "flowork.role": ALIAS, "flowork.source_trial": f"{best['study']}#{best['trial']}"}
@@ -135,8 +161,15 @@ def champion(rows: list[dict[str, Any]], *, compose: Callable[[list[str]], DictC
         "model_uri": f"models:/{model_name}@{ALIAS}",
     }
     Path(sweep_dir, "best.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(summary)))
-    log.info("champion: %s (trial %s) cv %.4f, holdout %.4f -> %s version %s", best["model"], best["trial"],
-             best["best"], result.holdout, model_name, version)
+    log.info(
+        "champion: %s (trial %s) cv %.4f, holdout %.4f -> %s version %s",
+        best["model"],
+        best["trial"],
+        best["best"],
+        result.holdout,
+        model_name,
+        version,
+    )
     return summary
 
 

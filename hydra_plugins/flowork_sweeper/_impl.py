@@ -62,7 +62,7 @@ class FloworkSweeperImpl:
         plan = self.plan(arguments, name, storage, storage_url, tracker, sweep_run, uri)
         for s in plan.studies:  # a resumed sweep: close what the killed one left running
             study = load_study(storage, s.name)
-            for t in close_orphans(study, "closed when the sweep resumed"):
+            for t in close_orphans(study, "closed when the sweep resumed", killed=True):
                 if rid := t.user_attrs.get("run_id"):
                     tracker.end(rid, "KILLED")
             kill_running_children(tracker, s.run_id)
@@ -79,8 +79,9 @@ class FloworkSweeperImpl:
         try:
             with Progress(plan, storage):
                 for attempt in range(3):  # relaunch when a worker process died while budget remains
-                    worker_overrides = [[f"sweep.name={name}", f"hydra.sweep.subdir=.workers/{attempt}_{k}"]
-                                        for k in range(workers)]
+                    worker_overrides = [
+                        [f"sweep.name={name}", f"hydra.sweep.subdir=.workers/{attempt}_{k}"] for k in range(workers)
+                    ]
                     try:
                         returns = launcher.launch(worker_overrides, initial_job_idx=0)
                         died = False
@@ -99,7 +100,7 @@ class FloworkSweeperImpl:
             raise
 
         board = leaderboard(plan, storage, time.time() - t0)
-        write_leaderboard(board, sweep_dir)
+        write_leaderboard(board, sweep_dir, str(self.config.metric.name))
         for s in plan.studies:
             tracker.end(s.run_id, "FINISHED")
         ok = [row for row in board if row["best"] is not None]
@@ -134,12 +135,15 @@ class FloworkSweeperImpl:
             overrides = [*base, f"model={model}", *self.applicable(model, plain)]
             cfg = validate(self.compose(overrides))
             where = f"conf/search/{model}.yaml"
-            space = build_space(cfg.search.space, {k: d for k, d in sweeps.items() if has_key(cfg, k)}, fixed,
-                                where=where)
+            space = build_space(
+                cfg.search.space, {k: d for k, d in sweeps.items() if has_key(cfg, k)}, fixed, where=where
+            )
             overrides += [f"{k}={v}" for k, v in ((k, _value(v)) for k, v in space.fixed.items())]
             sname = f"{name}/{model}"
             study = optuna.create_study(
-                study_name=study_name(name, model), storage=storage, load_if_exists=True,
+                study_name=study_name(name, model),
+                storage=storage,
+                load_if_exists=True,
                 direction=str(cfg.metric.direction),
             )
             if study.direction.name.lower() != str(cfg.metric.direction):
@@ -168,8 +172,11 @@ class FloworkSweeperImpl:
             pruner=OmegaConf.to_container(self.config.sweep.pruner, resolve=True) if self.config.sweep.pruner else None,
             seed=int(self.config.seed),
             max_failure_rate=float(self.config.sweep.max_failure_rate),
-            tracking={"uri": uri, "experiment": tracker_experiment(self.config),
-                      "artifact_location": self.config.tracking.artifact_location},
+            tracking={
+                "uri": uri,
+                "experiment": tracker_experiment(self.config),
+                "artifact_location": self.config.tracking.artifact_location,
+            },
         )
 
     def applicable(self, model: str, plain: list[str]) -> list[str]:
@@ -182,10 +189,13 @@ class FloworkSweeperImpl:
         specific = [o for o in plain if key_of(o).startswith("model.")]
         keep = [o for o in specific if o.startswith("+") or has_key(cfg, key_of(o))]
         for o in specific:
-            if o not in keep and not any(has_key(self.compose([f"model={m}"]), key_of(o))
-                                         for m in self.available_models()):
-                raise FloworkError(f"`{o}`: no model config has the key {key_of(o)!r}",
-                                   fix="check the key with `python -m flowork model=NAME --cfg job`")
+            if o not in keep and not any(
+                has_key(self.compose([f"model={m}"]), key_of(o)) for m in self.available_models()
+            ):
+                raise FloworkError(
+                    f"`{o}`: no model config has the key {key_of(o)!r}",
+                    fix="check the key with `python -m flowork model=NAME --cfg job`",
+                )
         return [*general, *keep]
 
     def available_models(self) -> list[str]:
@@ -202,8 +212,9 @@ class FloworkSweeperImpl:
     def budget_left(self, plan: SweepPlan, storage: Any) -> bool:
         from flowork.studies import budget_used
 
-        return any(budget_used(load_study(storage, s.name).get_trials(deepcopy=False)) < s.n_trials
-                   for s in plan.studies)
+        return any(
+            budget_used(load_study(storage, s.name).get_trials(deepcopy=False)) < s.n_trials for s in plan.studies
+        )
 
     def close_dead_trials(self, plan: SweepPlan, storage: Any, tracker: Any) -> bool:
         """Trials RUNNING after every worker returned belong to a process that died: FAIL them, with a note."""
@@ -211,11 +222,12 @@ class FloworkSweeperImpl:
 
         any_closed = False
         for s in plan.studies:
-            for t in close_orphans(load_study(storage, s.name), "its worker process died"):
+            for t in close_orphans(load_study(storage, s.name), "its worker process died", killed=False):
                 any_closed = True
                 if rid := t.user_attrs.get("run_id") or find_trial_run(tracker, s.run_id, t.number):
-                    tracker.log_text(rid, "the process running this trial died (killed, out of memory or crashed)",
-                                     "traceback.txt")
+                    tracker.log_text(
+                        rid, "the process running this trial died (killed, out of memory or crashed)", "traceback.txt"
+                    )
                     tracker.end(rid, "FAILED")
         return any_closed
 

@@ -69,7 +69,9 @@ class TrialWorker:
             sampler = instantiate.bind(self.plan.sampler, where="sweep.sampler", call_args=0)
             seeded = sampler.keywords.get("seed") is not None
             kwargs = {"seed": self.plan.seed + 1000 * worker + k} if seeded else {}
-            pruner = instantiate.bind(self.plan.pruner, where="sweep.pruner", call_args=0)() if self.plan.pruner else None
+            pruner = (
+                instantiate.bind(self.plan.pruner, where="sweep.pruner", call_args=0)() if self.plan.pruner else None
+            )
             studies[s.name] = optuna.load_study(
                 study_name=s.name, storage=storage, sampler=sampler(**kwargs), pruner=pruner
             )
@@ -95,8 +97,12 @@ class TrialWorker:
             if used < s.n_trials and (s.deadline is None or time.time() < s.deadline):
                 open_plans.append((used / s.n_trials, rng.random(), s))
         if finished >= self.plan.min_trials_for_rate and failed / max(finished, 1) > self.plan.max_failure_rate:
-            log.error("stopping: %d of %d trials failed (sweep.max_failure_rate=%s)", failed, finished,
-                      self.plan.max_failure_rate)
+            log.error(
+                "stopping: %d of %d trials failed (sweep.max_failure_rate=%s)",
+                failed,
+                finished,
+                self.plan.max_failure_rate,
+            )
             return None
         return min(open_plans, key=lambda x: x[:2])[2] if open_plans else None
 

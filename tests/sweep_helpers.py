@@ -1,0 +1,25 @@
+"""Training functions for sweep tests: behaviour chosen per trial number, so failures are deterministic."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flowork.run import TRIAL
+from user_code.models import ridge
+
+
+def scripted(X, y, alpha: float = 1.0, script: str = "ok", sleep: float = 0.0):
+    """Trial k does `script.split(',')[k % n]`: ok | raise | nan | die (the process exits at once)."""
+    trial = TRIAL.get()
+    steps = script.split(",")
+    step = steps[int(trial.tags["flowork.trial"]) % len(steps)] if trial else "ok"
+    time.sleep(sleep)
+    if step == "raise":
+        raise RuntimeError("scripted failure")
+    if step == "die":
+        os._exit(3)
+    model = ridge(X, y, alpha=alpha)
+    if step == "nan":
+        model.predict = lambda X: [float("nan")] * len(X)
+    return model

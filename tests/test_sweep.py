@@ -1,0 +1,181 @@
+"""The sweeper through the real CLI: the MLflow tree, budgets, the champion, failures, and resume after kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from flowork.studies import KILLED, open_storage
+from tests.conftest import ROOT
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SCRIPTED = ["model.train._target_=tests.sweep_helpers.scripted", "data.backtest.folds=2"]
+
+
+def sweep_args(tmp_path, short_csv, name="s") -> list[str]:
+    return [
+        f"data.uri={short_csv}",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_location=file://{tmp_path}/artifacts",
+        f"hydra.sweep.dir={tmp_path}/sweeps/{name}",
+        f"sweep.name={name}",
+    ]
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flowork", *args, "-m"]
+
+
+def sweep(*args: str, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def trials(tmp_path, name, model):
+    storage = open_storage(f"journal:{tmp_path}/sweeps/{name}/optuna.journal")
+    return optuna.load_study(study_name=f"{name}/{model}", storage=storage).get_trials()
+
+
+def runs(tmp_path, query=""):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("temperature")
+    return client, client.search_runs([exp.experiment_id], filter_string=query, max_results=1000)
+
+
+def test_three_model_parallel_sweep(tmp_path, short_csv):
+    models = ["ridge", "xgb", "random_forest"]
+    out = sweep(
+        *sweep_args(tmp_path, short_csv),
+        f"model={','.join(models)}",
+        "search.n_trials=3",
+        "data.backtest.folds=2",
+        "hydra/launcher=joblib",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    client, all_runs = runs(tmp_path)
+    by_role = {}
+    for r in all_runs:
+        by_role.setdefault(r.data.tags.get("flowork.role", "trial"), []).append(r)
+    (sweep_run,) = by_role["sweep"]
+    assert "mlflow.parentRunId" not in sweep_run.data.tags
+    studies = {r.data.tags["flowork.study"]: r for r in by_role["study"]}
+    assert set(studies) == {f"s/{m}" for m in models}
+    assert all(r.data.tags["mlflow.parentRunId"] == sweep_run.info.run_id for r in studies.values())
+    for name, study_run in studies.items():
+        children = [r for r in by_role["trial"] if r.data.tags["mlflow.parentRunId"] == study_run.info.run_id]
+        assert sorted(r.data.tags["flowork.trial"] for r in children) == ["0", "1", "2"]
+        assert all(r.info.status == "FINISHED" and r.data.tags["flowork.sweep"] == "s" for r in children)
+        assert len([t for t in trials(tmp_path, "s", name.split("/")[1]) if t.state == TrialState.COMPLETE]) == 3
+    (champion,) = by_role["champion"]
+    version = client.get_model_version_by_alias("temperature-forecaster", "champion")
+    assert version.run_id == champion.info.run_id
+    assert champion.data.tags["mlflow.parentRunId"] == sweep_run.info.run_id
+    best = (tmp_path / "sweeps/s/best.yaml").read_text()
+    assert f"model: {champion.data.tags['flowork.model']}" in best
+    assert "| rank | model |" in (tmp_path / "sweeps/s/leaderboard.md").read_text()
+
+
+def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path, short_csv):
+    out = sweep(
+        *sweep_args(tmp_path, short_csv),
+        "model=ridge",
+        *SCRIPTED,
+        "+model.params.script='ok,raise,nan'",
+        "search.n_trials=3",
+        "sweep.max_failure_rate=1.0",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    states = [t.state for t in trials(tmp_path, "s", "ridge")]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    client, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+    status = {r.data.tags["flowork.trial"]: r for r in trial_runs}
+    assert status["0"].info.status == "FINISHED"
+    for k, text in (("1", "scripted failure"), ("2", "NaN/inf")):
+        assert status[k].info.status == "FAILED" and text in status[k].data.tags["flowork.error"]
+        assert "traceback.txt" in {a.path for a in client.list_artifacts(status[k].info.run_id)}
+    assert client.get_model_version_by_alias("temperature-forecaster", "champion")
+
+
+def test_a_trial_that_kills_its_process(tmp_path, short_csv):
+    """Trial 1 exits its worker process; the trial running beside it in the other worker dies with the pool."""
+    out = sweep(
+        *sweep_args(tmp_path, short_csv),
+        "model=ridge",
+        *SCRIPTED,
+        "+model.params.script='ok,die,ok,ok'",
+        "search.n_trials=4",
+        "sweep.max_failure_rate=1.0",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    all_trials = trials(tmp_path, "s", "ridge")
+    assert len(all_trials) == 4 and all_trials[1].state == TrialState.FAIL
+    assert all_trials[1].user_attrs["error"] == "its worker process died"
+    _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+    status = {r.data.tags["flowork.trial"]: r.info.status for r in trial_runs}
+    assert status["1"] == "FAILED" and "RUNNING" not in status.values()
+    for t in all_trials:
+        assert status[str(t.number)] == ("FINISHED" if t.state == TrialState.COMPLETE else "FAILED")
+
+
+def test_all_failed_sweep_exits_non_zero(tmp_path, short_csv):
+    out = sweep(
+        *sweep_args(tmp_path, short_csv),
+        "model=ridge",
+        *SCRIPTED,
+        "+model.params.script=raise",
+        "search.n_trials=2",
+        "sweep.max_failure_rate=1.0",
+    )
+    assert out.returncode != 0
+    assert "every trial of sweep 's' failed" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_resume_after_kill_9(tmp_path, short_csv):
+    args = [
+        *sweep_args(tmp_path, short_csv, "r"),
+        "model=ridge",
+        *SCRIPTED,
+        "+model.params.sleep=0.5",
+        "search.n_trials=6",
+    ]
+    proc = subprocess.Popen(
+        command(*args), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            done = [t for t in trials(tmp_path, "r", "ridge") if t.state == TrialState.COMPLETE]
+        except Exception:
+            continue
+        if len(done) >= 2:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = trials(tmp_path, "r", "ridge")
+    assert 2 <= len([t for t in before if t.state == TrialState.COMPLETE]) < 6
+
+    out = sweep(*args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = trials(tmp_path, "r", "ridge")
+    complete = [t for t in after if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6  # the count continued to n_trials
+    kept = [t.params for t in before if t.state == TrialState.COMPLETE]
+    assert [t.params for t in complete[: len(kept)]] == kept  # finished trials are kept, not re-run
+    killed = [t for t in after if t.user_attrs.get(KILLED)]
+    assert len(after) == 6 + len(killed)
+    client, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+    statuses = sorted(r.info.status for r in trial_runs)
+    assert statuses.count("FINISHED") == 6 and "RUNNING" not in statuses
+    assert len({r.data.tags["flowork.trial"] for r in trial_runs}) == len(trial_runs)  # no duplicate runs
+    _, sweep_runs = runs(tmp_path, "tags.`flowork.role` = 'sweep'")
+    assert len(sweep_runs) == 1 and sweep_runs[0].info.status == "FINISHED"
