@@ -44,7 +44,7 @@ class Progress:
                 if counted(t)
             ]
             done = [t for t in trials if t.state.is_finished()]
-            values = [t.value for t in trials if t.state == TrialState.COMPLETE]
+            values = [float(t.value or 0.0) for t in trials if t.state == TrialState.COMPLETE]
             minimize = (
                 True
                 if not values

@@ -128,7 +128,7 @@ def run(
     with tracker.run(cfg.model.name, tags, parent_run_id) as run_id:
         if trial is not None:
             trial.run_id = run_id
-        tracker.log(run_id, params=flatten(resolved))  # type: ignore[arg-type]
+        tracker.log(run_id, params=flatten(resolved))
         tracker.log_text(run_id, OmegaConf.to_yaml(resolved), "config.yaml")
         result = evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model)
     if trial is not None:

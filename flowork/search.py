@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from flowork.errors import FloworkError
@@ -47,18 +48,19 @@ def to_distribution(override: Any, where: str) -> Distribution:
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    value = override.value()
+    value: Any = override.value()  # Hydra types start/end as Optional; a parsed sweep always has them
     log = "log" in getattr(value, "tags", set())
     if isinstance(value, ChoiceSweep):
         return CategoricalDistribution([v for v in override.sweep_iterator()])
     if isinstance(value, RangeSweep):
-        start, stop, step = value.start, value.stop, value.step
+        start, stop, step = (getattr(value, a) for a in ("start", "stop", "step"))
         if all(isinstance(v, int) for v in (start, stop, step)):
             last = start + ((stop - start - 1) // step) * step
             return IntDistribution(int(start), int(last), step=int(step))
         items = list(override.sweep_iterator())
         return FloatDistribution(float(items[0]), float(items[-1]), step=float(step))
     if isinstance(value, IntervalSweep):
+        value = SimpleNamespace(start=value.start, end=value.end)  # (Hydra types them Optional)
         if value.start >= value.end:
             raise FloworkError(
                 f"empty interval for `{override.key_or_group}`: start {value.start} >= end {value.end}",
@@ -130,5 +132,5 @@ def split_arguments(arguments: Sequence[str]) -> tuple[list[str], dict[str, Dist
         elif override.is_sweep_override():
             sweeps[key] = to_distribution(override, where="command line")
         else:
-            plain.append(override.input_line)
+            plain.append(str(override.input_line))
     return models, sweeps, plain

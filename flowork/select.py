@@ -34,11 +34,8 @@ def study_rows(storage: Any, study_names: list[str], elapsed: float | None = Non
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         best = None
         if done:
-            best = (
-                min(done, key=lambda t: t.value)
-                if study.direction.name == "MINIMIZE"
-                else max(done, key=lambda t: t.value)
-            )
+            pick = min if study.direction.name == "MINIMIZE" else max
+            best = pick(done, key=lambda t: float(t.value or 0.0))
         rows.append(
             {
                 "model": name.split("/", 1)[-1],

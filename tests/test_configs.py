@@ -40,6 +40,8 @@ def test_every_option_composes_and_binds(group, option):
             instantiate.check_call(
                 instantiate.bind(node, where=key, call_args=2), 2, container["model"]["params"], where=key
             )
+        elif key.startswith("sweep."):  # sampler / pruner: called with no positional argument
+            instantiate.bind(node, where=key, call_args=0)
         else:
             instantiate.bind(node, where=key)
 
