@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+# the registered model name: tracking.model_name in conf/config.yaml
+MODEL_NAME ?= temperature-forecaster
+TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 # mlflow's model server execs uvicorn from PATH
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -25,8 +28,15 @@ help:  ## this list
 
 install: $(VENV)/.installed  ## create the venv and install flowork with every model family
 
-run: install  ## the example: one backtested, tracked run per model family
-	$(BIN)/python -m flowork model=ridge,random_forest,xgb,prophet,darts_nbeats -m
+run: install  ## the example sweep: one Optuna study per model family, 2 workers, champion registered
+	$(BIN)/python -m flowork model=ridge,random_forest,xgb,prophet,darts_nbeats hydra/launcher=joblib -m
+
+select: install  ## refit the latest sweep's best trial and register it as champion (SWEEP=name for another)
+	$(BIN)/flowork select $(if $(SWEEP),--sweep $(SWEEP))
+
+serve-best: install  ## serve the champion on 127.0.0.1:$(PORT) (POST /invocations)
+	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models serve -m "models:/$(MODEL_NAME)@champion" \
+		--env-manager local --host 127.0.0.1 --port $(PORT)
 
 test: install  ## fast tests (no slow end-to-end runs), lint
 	$(BIN)/ruff check flowork hydra_plugins user_code tests

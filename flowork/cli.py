@@ -2,14 +2,102 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from flowork.errors import FloworkError
 
 app = typer.Typer(
     help="flowork: describe an ML experiment as Hydra configs; flowork backtests, searches and tracks it on MLflow.\n\n"
     "Run experiments with `python -m flowork model=NAME` (one job) or `python -m flowork model=a,b -m` (a sweep).",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+
+
+def fail(e: FloworkError) -> None:
+    if os.environ.get("FLOWORK_TRACEBACK"):
+        raise e
+    typer.echo(f"flowork: error: {e.render()}", err=True)
+    raise typer.Exit(2)
+
+
+def latest_sweep(multirun: Path) -> str:
+    sweeps = sorted(multirun.glob("*/optuna.journal"), key=lambda p: p.stat().st_mtime)
+    if not sweeps:
+        raise FloworkError(
+            f"no sweep found under {multirun}/",
+            fix="run a sweep first (python -m flowork model=a,b -m) or name one with --sweep NAME --storage URL",
+        )
+    return sweeps[-1].parent.name
+
+
+@app.command()
+def select(
+    sweep: Annotated[str | None, typer.Option(help="sweep name (default: the latest under multirun/)")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: multirun/NAME/optuna.journal)")
+    ] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="config overrides, e.g. tracking.uri=...")] = None,
+) -> None:
+    """Refit the best trial of a sweep and register it as `champion` (what every sweep does when it ends)."""
+    try:
+        from hydra import compose, initialize_config_dir
+
+        from flowork.select import champion, study_rows, write_leaderboard
+        from flowork.studies import default_storage, open_storage, sweep_studies
+        from flowork.tracking import Tracker, tracking_uri
+
+        root = os.getcwd()
+        sys.path.insert(0, root)
+        name = sweep or latest_sweep(Path(root, "multirun"))
+        sweep_dir = str(Path(root, "multirun", name))
+        store = open_storage(storage or default_storage(sweep_dir))
+        studies = sweep_studies(store, name)
+        if not studies:
+            raise FloworkError(
+                f"sweep {name!r} has no studies in {storage or default_storage(sweep_dir)}",
+                fix="check the sweep name (ls multirun/) or pass --storage",
+            )
+        extra = list(overrides or [])
+
+        def compose_cfg(trial_overrides: list[str]):
+            with initialize_config_dir(str(Path(root, "conf")), version_base="1.3"):
+                return compose("config", overrides=[*trial_overrides, *extra])
+
+        cfg = compose_cfg([f"sweep.name={name}"])
+        tracker = Tracker(
+            tracking_uri(cfg.tracking.uri, root),
+            cfg.tracking.experiment,
+            cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
+        )
+        parents = tracker.client.search_runs(
+            [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
+        )
+        rows = study_rows(store, studies)
+        Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+        write_leaderboard(rows, sweep_dir, str(cfg.metric.name))
+        summary = champion(
+            rows,
+            compose=compose_cfg,
+            tracker=tracker,
+            sweep=name,
+            parent_run_id=parents[0].info.run_id if parents else None,
+            sweep_dir=sweep_dir,
+            model_name=str(cfg.tracking.model_name),
+            root=root,
+        )
+        typer.echo(
+            f"champion: {summary['model']} (trial {summary['trial']}), holdout {summary['holdout']:.4f} -> "
+            f"{summary['model_uri']} (version {summary['version']})"
+        )
+    except FloworkError as e:
+        fail(e)
 
 
 @app.command()

@@ -186,6 +186,7 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> s
         freq=cfg.data.freq or pd.infer_freq(raw.index) or "D",
         columns=list(map(str, raw.columns)),
         history=history,
+        features=list(map(str, X.columns)),
     )
     return log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
 

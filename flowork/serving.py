@@ -25,6 +25,7 @@ class ForecastSpec:
     freq: str
     columns: list[str]  # raw columns a request must carry (besides the time column)
     history: int  # raw rows needed to forecast from the last one
+    features: list[str]  # the columns the model was trained on
 
 
 class Forecaster(PythonModel):
@@ -42,6 +43,12 @@ class Forecaster(PythonModel):
         if len(frame) < s.history:
             raise ValueError(f"too little history: {len(frame)} rows given, this model needs at least {s.history}")
         X = self.pipeline(frame[s.columns])
+        if list(map(str, X.columns)) != s.features:
+            missing = sorted(set(s.features) - set(map(str, X.columns)))
+            extra = sorted(set(map(str, X.columns)) - set(s.features))
+            raise ValueError(
+                f"the request builds other feature columns than training: missing {missing}, extra {extra}"
+            )
         if not all_origins:
             X = X.iloc[-1:]
             if len(X) == 0 or X.index[-1] != frame.index[-1]:

@@ -25,7 +25,7 @@ def tabular(
     exog: tuple[str, ...] | list[str] = (),
     exog_lags: int = 3,
     windows: tuple[int, ...] | list[int] = (7, 30),
-    categorical: tuple[str, ...] | list[str] = (),
+    categorical: dict[str, list[str]] | None = None,
     calendar: bool = True,
 ) -> pd.DataFrame:
     """Lags, rolling statistics and calendar terms for tabular regressors (ridge, random forest, xgboost).
@@ -46,8 +46,10 @@ def tabular(
     if calendar:
         cols |= _calendar(df.index, horizon)
     X = pd.DataFrame(cols, index=df.index)
-    for c in categorical:
-        X = X.join(pd.get_dummies(df[c], prefix=c, dtype=float))
+    for c, categories in (categorical or {}).items():
+        X = X.join(
+            pd.get_dummies(pd.Categorical(df[c], categories=categories), prefix=c, dtype=float).set_index(df.index)
+        )
     return X.dropna()
 
 
