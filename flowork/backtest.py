@@ -120,11 +120,16 @@ def fit_predict(train, X: pd.DataFrame, y: pd.Series, fold: Fold, where: str) ->
     return model, pd.Series(pred, index=X_test.index, name="prediction")
 
 
-def run_folds(train, X: pd.DataFrame, y: pd.Series, fold_list: list[Fold], metric, where: str) -> list[FoldResult]:
+def run_folds(
+    train, X: pd.DataFrame, y: pd.Series, fold_list: list[Fold], metric, where: str, on_fold=None
+) -> list[FoldResult]:
+    """Fit and score every fold in order; `on_fold(fold)` is called before each (the pruning reporter)."""
     import time
 
     results = []
     for fold in fold_list:
+        if on_fold is not None:
+            on_fold(fold)
         if not fold.train.any() or not fold.test.any():
             raise FloworkError(
                 f"{fold.name} has {int(fold.train.sum())} training and {int(fold.test.sum())} test rows after "

@@ -5,6 +5,7 @@ Pure with respect to Hydra: tests call `run(cfg)` with a composed config; `__mai
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -42,6 +43,29 @@ class TrialContext:
 
 
 TRIAL: ContextVar[TrialContext | None] = ContextVar("flowork_trial", default=None)
+
+
+class Reporter:
+    """Passed as `reporter` to a training function that declares it: `reporter(value, step)` reports an
+    intermediate score (lower or higher is better as the metric's direction says).
+
+    In a sweep with a pruner, values go to Optuna at step `fold * STRIDE + step`, so trials are compared at the same
+    fold and step, and a hopeless trial stops with optuna.TrialPruned; elsewhere (single runs, the holdout and
+    serving fits) it does nothing, so training code never has to check for it.
+    """
+
+    STRIDE = 100_000
+
+    def __init__(self, sink: Callable[[float, int], None] | None) -> None:
+        self.sink, self.offset, self.active = sink, 0, False
+
+    def start(self, fold: Any) -> None:
+        self.active = fold.name.startswith("fold")
+        self.offset = int(fold.name.removeprefix("fold")) * self.STRIDE if self.active else 0
+
+    def __call__(self, value: float, step: int) -> None:
+        if self.sink is not None and self.active:
+            self.sink(float(value), self.offset + int(step))
 
 
 def limit_threads(n: int) -> None:
@@ -110,6 +134,12 @@ def run(
     instantiate.check_call(train_fn, 2, params, where=where_model)
     metric = instantiate.locate(cfg.metric._target_, where=f"conf/metric/{choices.get('metric', '')}.yaml")
 
+    reporter = None
+    if "reporter" in inspect.signature(train_fn).parameters:
+        trial_ctx = TRIAL.get()
+        reporter = Reporter(trial_ctx.reporter if trial_ctx else None)
+        params = {**params, "reporter": reporter}
+
     def train(X: pd.DataFrame, y: pd.Series) -> Any:
         return train_fn(X, y, **params)
 
@@ -130,13 +160,13 @@ def run(
             trial.run_id = run_id
         tracker.log(run_id, params=flatten(resolved))
         tracker.log_text(run_id, OmegaConf.to_yaml(resolved), "config.yaml")
-        result = evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model)
+        result = evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, reporter)
     if trial is not None:
         trial.result = result
     return result
 
 
-def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model) -> JobResult:
+def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, reporter=None) -> JobResult:
     t0 = time.perf_counter()
     raw = data.load(cfg.data, root)
     log_dataset(tracker, run_id, raw, cfg)
@@ -150,7 +180,9 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model) -
         raw.index, cfg.data.backtest.folds, cfg.data.backtest.min_train, cfg.data.holdout, cfg.data.target.horizon
     )
     fold_list = backtest.folds(X.index, label_time, p)
-    results = backtest.run_folds(train, X, y, fold_list, metric, where_model)
+    results = backtest.run_folds(
+        train, X, y, fold_list, metric, where_model, on_fold=reporter.start if reporter else None
+    )
     cv, hold = results[:-1], results[-1]
     scores = pd.Series([r.score for r in cv])
     mean, std = float(scores.mean()), float(scores.std(ddof=0))

@@ -125,6 +125,24 @@ def test_a_trial_that_kills_its_process(tmp_path, short_csv):
         assert status[str(t.number)] == ("FINISHED" if t.state == TrialState.COMPLETE else "FAILED")
 
 
+def test_pruner_stops_hopeless_trials(tmp_path, short_csv):
+    pruner = "sweep.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:1,n_warmup_steps:0}"
+    out = sweep(
+        *sweep_args(tmp_path, short_csv),
+        "model=ridge",
+        "data.backtest.folds=2",
+        "model.train._target_=tests.sweep_helpers.reporting",
+        "search.n_trials=3",
+        pruner,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    states = [t.state for t in trials(tmp_path, "s", "ridge")]
+    assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
+    _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+    pruned = [r for r in trial_runs if r.data.tags["flowork.trial"] != "0"]
+    assert all(r.info.status == "KILLED" and "pruned at step 0" in r.data.tags["flowork.pruned"] for r in pruned)
+
+
 def test_all_failed_sweep_exits_non_zero(tmp_path, short_csv):
     out = sweep(
         *sweep_args(tmp_path, short_csv),

@@ -55,11 +55,28 @@ def xgb(
     colsample_bytree: float = 0.8,
     min_child_weight: float = 1.0,
     reg_lambda: float = 1.0,
+    validation_share: float = 0.0,
+    early_stopping_rounds: int | None = None,
     seed: int = 0,
+    reporter: Any = None,
 ) -> Any:
+    """Gradient-boosted trees. With `validation_share` > 0 the newest share of the training rows is held out:
+    boosting stops early on it, and its MAE is reported every 10 rounds so a sweep's pruner can stop a hopeless
+    trial (flowork passes `reporter`; it does nothing outside a pruned sweep)."""
     from xgboost import XGBRegressor
+    from xgboost.callback import TrainingCallback
 
-    return XGBRegressor(
+    class Report(TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+            if epoch % 10 == 9:
+                reporter(evals_log["validation_0"]["mae"][-1], epoch)
+            return False
+
+    fit_X, fit_y, eval_set = X, y, None
+    if validation_share > 0:
+        cut = int(len(X) * (1 - validation_share))
+        fit_X, fit_y, eval_set = X.iloc[:cut], y.iloc[:cut], [(X.iloc[cut:], y.iloc[cut:])]
+    model = XGBRegressor(
         n_estimators=n_estimators,
         max_depth=max_depth,
         learning_rate=learning_rate,
@@ -70,7 +87,12 @@ def xgb(
         random_state=seed,
         n_jobs=1,  # oversubscribed xgboost ran 20-40x slower with two parallel trials on two cores
         tree_method="hist",
-    ).fit(X, y)
+        eval_metric="mae",
+        early_stopping_rounds=early_stopping_rounds if eval_set else None,
+        callbacks=[Report()] if eval_set and reporter else None,
+    )
+    model.fit(fit_X, fit_y, eval_set=eval_set, verbose=False)
+    return model.set_params(callbacks=None)  # the fitted model is pickled to MLflow: drop the reporter
 
 
 class ProphetForecaster:
@@ -169,9 +191,15 @@ def darts_nbeats(
     epochs: int = 20,
     batch_size: int = 64,
     learning_rate: float = 1e-3,
+    validation_share: float = 0.0,
     seed: int = 0,
+    reporter: Any = None,
 ) -> NBeatsForecaster:
-    """N-BEATS (generic) trained on the target series rebuilt from the windows: the newest value of each row."""
+    """N-BEATS (generic) trained on the target series rebuilt from the windows: the newest value of each row.
+
+    With `validation_share` > 0 the newest share of the series is a validation series whose loss is reported
+    after every epoch, so a sweep's pruner can stop a hopeless trial.
+    """
     import logging
     import warnings
 
@@ -189,6 +217,18 @@ def darts_nbeats(
     series = TimeSeries.from_times_and_values(
         pd.DatetimeIndex(X.index, freq=freq), ((values - mean) / scale).astype(np.float32)
     )
+    callbacks, val_series = [], None
+    if validation_share > 0:
+        from pytorch_lightning.callbacks import Callback
+
+        class Report(Callback):  # type: ignore[misc]
+            def on_validation_epoch_end(self, trainer: Any, module: Any) -> None:
+                if "val_loss" in trainer.callback_metrics and not trainer.sanity_checking:
+                    reporter(float(trainer.callback_metrics["val_loss"]), trainer.current_epoch)
+
+        cut = int(len(series) * (1 - validation_share))
+        series, val_series = series[:cut], series[cut - X.shape[1] :]  # validation windows need their inputs
+        callbacks = [Report()] if reporter else []
     model = NBEATSModel(
         input_chunk_length=X.shape[1],
         output_chunk_length=horizon,
@@ -207,7 +247,12 @@ def darts_nbeats(
             "enable_model_summary": False,
             "logger": False,
             "enable_checkpointing": False,
+            "callbacks": callbacks,
         },
     )
-    model.fit(series, verbose=False)
+    model.fit(series, val_series=val_series, verbose=False)
+    # the fitted model is pickled to MLflow: drop the reporter callback wherever darts keeps the trainer kwargs
+    for kwargs in (model.trainer_params, model.model_params.get("pl_trainer_kwargs") or {}):
+        kwargs["callbacks"] = []
+    model.trainer = None
     return NBeatsForecaster(model, horizon, freq, mean, scale)
