@@ -51,7 +51,7 @@ def select(
 
         from flowork.select import champion, study_rows, write_leaderboard
         from flowork.studies import default_storage, open_storage, sweep_studies
-        from flowork.tracking import Tracker, tracking_uri
+        from flowork.tracking import get_tracker, tracking_uri
 
         root = os.getcwd()
         sys.path.insert(0, root)
@@ -71,7 +71,7 @@ def select(
                 return compose("config", overrides=[*trial_overrides, *extra])
 
         cfg = compose_cfg([f"sweep.name={name}"])
-        tracker = Tracker(
+        tracker = get_tracker(
             tracking_uri(cfg.tracking.uri, root),
             cfg.tracking.experiment,
             cfg.tracking.artifact_location or f"file://{root}/mlartifacts",

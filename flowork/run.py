@@ -143,9 +143,9 @@ def run(
     def train(X: pd.DataFrame, y: pd.Series) -> Any:
         return train_fn(X, y, **params)
 
-    from flowork.tracking import Tracker, flatten, git_state, redact, tracking_uri
+    from flowork.tracking import flatten, get_tracker, git_state, redact, tracking_uri
 
-    tracker = Tracker(
+    tracker = get_tracker(
         tracking_uri(cfg.tracking.uri, root),
         cfg.tracking.experiment,
         cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
@@ -172,8 +172,11 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     log_dataset(tracker, run_id, raw, cfg)
     clean = pipeline.cleaned(raw)
     X = pipeline.features(clean)
-    if cfg.features.leakage_check:
+    data_key = int(pd.util.hash_pandas_object(raw).sum())
+    features_key = (data_key, str(OmegaConf.to_container(cfg.features, resolve=True)))
+    if cfg.features.leakage_check and features_key not in CHECKED:
         leakage_check(raw, pipeline, X)
+        CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
     y, label_time = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
     y, label_time = y.reindex(X.index), label_time.reindex(X.index)
     p = backtest.plan(
@@ -223,22 +226,29 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> s
     return log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
 
 
+CHECKED: set[tuple[int, str]] = set()  # (data hash, features config) that passed the leakage check
+DATASETS: dict[tuple[int, str, str], Any] = {}  # mlflow dataset entities: the digest costs ~50 ms to compute
+
+
 def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig) -> None:
     """Data digest and source through mlflow.data, so runs on different data never look comparable."""
     import warnings
 
-    import mlflow.data.pandas_dataset
     from mlflow.entities import DatasetInput, InputTag
 
-    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": any is fine for a digest
-        warnings.simplefilter("ignore")
-        ds = mlflow.data.pandas_dataset.from_pandas(
-            raw.reset_index(), source=str(cfg.data.uri), targets=cfg.data.target.column
-        )
-    tracker.client.log_inputs(
-        run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", "training")])]
-    )
-    tracker.log(run_id, tags={"flowork.data_digest": ds.digest})
+    key = (int(pd.util.hash_pandas_object(raw).sum()), str(cfg.data.uri), str(cfg.data.target.column))
+    if key not in DATASETS:
+        import mlflow.data.pandas_dataset
+
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": any is fine for a digest
+            warnings.simplefilter("ignore")
+            ds = mlflow.data.pandas_dataset.from_pandas(
+                raw.reset_index(), source=str(cfg.data.uri), targets=cfg.data.target.column
+            )
+        DATASETS[key] = (ds._to_mlflow_entity(), ds.digest)
+    entity, digest = DATASETS[key]
+    tracker.client.log_inputs(run_id, datasets=[DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
+    tracker.log(run_id, tags={"flowork.data_digest": digest})
 
 
 def predictions_csv(results, y: pd.Series) -> str:

@@ -47,8 +47,8 @@ def study_name(sweep: str, model: str) -> str:
 
 
 def counted(trial: Any) -> bool:
-    """Whether a trial uses up budget: everything but killed and excess trials."""
-    return not (trial.user_attrs.get(KILLED) or trial.user_attrs.get(EXCESS))
+    """Whether a trial uses up budget: started ones (not WAITING in the queue), except killed and excess trials."""
+    return trial.state.name != "WAITING" and not (trial.user_attrs.get(KILLED) or trial.user_attrs.get(EXCESS))
 
 
 def budget_used(trials: list[Any]) -> int:

@@ -82,17 +82,18 @@ def test_traceback_flag(tmp_path, short_csv):
 @pytest.mark.slow
 def test_five_model_multirun(tmp_path, short_csv):
     models = ["ridge", "random_forest", "xgb", "prophet", "darts_nbeats"]
-    out = flowork(
-        *store_args(tmp_path, short_csv), f"model={','.join(models)}", "data.backtest.folds=2", "-m", timeout=600
-    )
+    # one trial per model with its default params (an empty search space): one job per model family
+    out = flowork(*store_args(tmp_path, short_csv), f"model={','.join(models)}", "data.backtest.folds=2",
+                  "search.n_trials=1", "~search.space", "-m", timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name("temperature")
-    runs = client.search_runs([exp.experiment_id])
+    runs = client.search_runs([exp.experiment_id], "tags.`flowork.trial` = '0'")
     assert sorted(r.data.tags["flowork.model"] for r in runs) == sorted(models)
     for r in runs:
         assert r.info.status == "FINISHED"
         assert {"cv_mae", "cv_mae_std", "cv_mae_fold0", "cv_mae_fold1", "holdout_mae"} <= set(r.data.metrics)
         assert 0.5 < r.data.metrics["holdout_mae"] < 6
         assert {"config.yaml", "predictions.csv"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
-    assert len(client.search_logged_models([exp.experiment_id])) == len(models)
+    assert len(client.search_logged_models([exp.experiment_id])) == 1  # the champion's
+    assert client.get_model_version_by_alias("temperature-forecaster", "champion")

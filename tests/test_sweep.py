@@ -71,7 +71,11 @@ def test_three_model_parallel_sweep(tmp_path, short_csv):
         children = [r for r in by_role["trial"] if r.data.tags["mlflow.parentRunId"] == study_run.info.run_id]
         assert sorted(r.data.tags["flowork.trial"] for r in children) == ["0", "1", "2"]
         assert all(r.info.status == "FINISHED" and r.data.tags["flowork.sweep"] == "s" for r in children)
-        assert len([t for t in trials(tmp_path, "s", name.split("/")[1]) if t.state == TrialState.COMPLETE]) == 3
+        done = [t for t in trials(tmp_path, "s", name.split("/")[1]) if t.state == TrialState.COMPLETE]
+        assert len(done) == 3
+        for t in done:  # the sampled values reached the trial's config (and its MLflow params)
+            (r,) = [r for r in children if r.data.tags["flowork.trial"] == str(t.number)]
+            assert {k: r.data.params[k] for k in t.params} == {k: str(v) for k, v in t.params.items()}
     (champion,) = by_role["champion"]
     version = client.get_model_version_by_alias("temperature-forecaster", "champion")
     assert version.run_id == champion.info.run_id

@@ -46,14 +46,14 @@ class FloworkSweeperImpl:
 
         from flowork.select import leaderboard, select_champion, write_leaderboard
         from flowork.studies import close_orphans, default_storage, open_storage
-        from flowork.tracking import Tracker, tracking_uri
+        from flowork.tracking import get_tracker, tracking_uri
 
         name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
         sweep_dir = str(self.config.hydra.sweep.dir)
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         root = os.getcwd()
         uri = tracking_uri(self.config.tracking.uri, root)
-        tracker = Tracker(
+        tracker = get_tracker(
             uri, self.config.tracking.experiment, self.config.tracking.artifact_location or f"file://{root}/mlartifacts"
         )
         storage_url = self.config.sweep.storage or default_storage(sweep_dir)
@@ -127,6 +127,7 @@ class FloworkSweeperImpl:
         from flowork.studies import study_name
 
         models, sweeps, plain = split_arguments(arguments)
+        plain = [o for o in plain if key_of(o) != "sweep.name"]  # set once, resolved, below
         models = models or [str(self.config.model.name)]
         fixed = {key_of(o) for o in plain}
         studies = []

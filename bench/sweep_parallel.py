@@ -1,0 +1,123 @@
+"""Issue #3 benchmark: a two-model sweep with 1 vs 2 workers, next to a plain ProcessPoolExecutor running the same
+fits with no framework. The same trial list everywhere: flowork's studies get it enqueued before the sweep starts.
+
+    python bench/sweep_parallel.py [--trials 40] [--out bench/results_sweep.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from common import plain_trial, run_flowork
+
+
+def scenarios(n: int) -> dict[str, list[tuple[str, dict]]]:
+    rng = random.Random(0)
+    half = n // 2
+    uneven = [("ridge", {"alpha": 10 ** rng.uniform(-2, 3)}) for _ in range(half)] + [
+        ("xgb", {"n_estimators": rng.choice([50, 100, 400, 1200]), "max_depth": rng.randint(2, 6)}) for _ in range(half)
+    ]
+    similar = [
+        ("xgb", {"n_estimators": 300, "max_depth": 3, "learning_rate": 10 ** rng.uniform(-2, -0.5)})
+        for _ in range(half)
+    ] + [("random_forest", {"n_estimators": 40, "max_depth": 8, "max_features": 0.5}) for _ in range(half)]
+    return {"similar": similar, "uneven": uneven}
+
+
+def plain_pool(trials, workers: int) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(pool.map(_one, trials))
+    wall = time.perf_counter() - t0
+    return wall, sum(s for _, s in results)
+
+
+def _one(trial):
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    return plain_trial(*trial)
+
+
+def flowork_sweep(trials, workers: int, tmp: Path, tag: str) -> tuple[float, float]:
+    import optuna
+
+    from flowork.studies import open_storage
+
+    name = f"bench-{tag}-{workers}"
+    sweep_dir = tmp / name
+    storage = open_storage(f"journal:{sweep_dir}/optuna.journal")
+    by_model: dict[str, list[dict]] = {}
+    for model, params in trials:
+        by_model.setdefault(model, []).append(params)
+    for model, plist in by_model.items():
+        study = optuna.create_study(study_name=f"{name}/{model}", storage=storage, direction="minimize")
+        for p in plist:
+            study.enqueue_trial({f"model.params.{k}": v for k, v in p.items()})
+    args = [
+        f"model={','.join(by_model)}",
+        f"sweep.name={name}",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+        f"tracking.artifact_location=file://{tmp}/art",
+        f"search.n_trials={len(trials) // len(by_model)}",
+        "sweep.select=false",
+        "hydra/launcher=joblib",
+        f"hydra.launcher.n_jobs={workers}",
+        "~search.space",  # only the benchmarked keys are searched (as choices over the enqueued values)
+    ]
+    wall = run_flowork([*args, *space_overrides(trials), "-m"])
+    busy = 0.0
+    for model in by_model:
+        busy += sum(
+            t.user_attrs.get("seconds", 0.0)
+            for t in optuna.load_study(study_name=f"{name}/{model}", storage=storage).get_trials()
+        )
+    return wall, busy
+
+
+def space_overrides(trials) -> list[str]:
+    """Sweep every benchmarked key as a choice over the values used, so enqueued values are inside the space."""
+    values: dict[str, set] = {}
+    for _, p in trials:
+        for k, v in p.items():
+            values.setdefault(k, set()).add(v)
+    return [f"model.params.{k}=choice({','.join(map(repr, sorted(v)))})" for k, v in values.items()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--out", default=str(Path(__file__).with_name("results_sweep.json")))
+    args = ap.parse_args()
+    report = {}
+    for tag, trials in scenarios(args.trials).items():
+        row = {}
+        with tempfile.TemporaryDirectory() as d:
+            for workers in (1, 2):
+                fw, fw_busy = flowork_sweep(trials, workers, Path(d), tag)
+                pw, pw_busy = plain_pool(trials, workers)
+                row[workers] = {
+                    "flowork_wall": fw,
+                    "pool_wall": pw,
+                    "flowork_idle_share": 1 - fw_busy / (workers * fw),
+                    "pool_idle_share": 1 - pw_busy / (workers * pw),
+                }
+                print(tag, workers, row[workers], flush=True)
+        row["flowork_speedup"] = row[1]["flowork_wall"] / row[2]["flowork_wall"]
+        row["pool_speedup"] = row[1]["pool_wall"] / row[2]["pool_wall"]
+        row["flowork2_vs_pool2"] = row[2]["flowork_wall"] / row[2]["pool_wall"]
+        row["speedup_ratio"] = row["flowork_speedup"] / row["pool_speedup"]
+        report[tag] = row
+        print(tag, {k: round(v, 3) for k, v in row.items() if not isinstance(v, dict)}, flush=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
