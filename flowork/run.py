@@ -151,7 +151,7 @@ def run(
         cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
     )
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-    tags = {"flowork.model": cfg.model.name, **git_state(root), **(extra_tags or {})}
+    tags = {"flowork.model": cfg.model.name, **git_state(os.path.abspath(root)), **(extra_tags or {})}
     trial = TRIAL.get()
     if trial is not None:
         parent_run_id, tags = trial.parent_run_id, {**tags, **trial.tags}

@@ -28,37 +28,66 @@ class ForecastSpec:
     features: list[str]  # the columns the model was trained on
 
 
+class BadRequest(ValueError):
+    """A request the model cannot answer; the message says what is wrong (served as HTTP 400)."""
+
+
 class Forecaster(PythonModel):
+    """The fitted model with its cleaning/feature pipeline: raw rows in, the forecast for the last row out."""
+
     def __init__(self, pipeline: Any, model: Any, spec: ForecastSpec) -> None:
         self.pipeline, self.model, self.spec = pipeline, model, spec
 
-    def forecast(self, raw: pd.DataFrame, all_origins: bool = False) -> pd.DataFrame:
+    def features(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(request rows indexed by time, features of every origin the rows allow), or BadRequest."""
         from flowork.data import set_time_index
+        from flowork.errors import FloworkError
 
         s = self.spec
-        frame = set_time_index(raw, s.time_column)
-        missing = [c for c in s.columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"missing column(s) {missing}; a request needs {[s.time_column, *s.columns]}")
-        if len(frame) < s.history:
-            raise ValueError(f"too little history: {len(frame)} rows given, this model needs at least {s.history}")
-        X = self.pipeline(frame[s.columns])
-        if list(map(str, X.columns)) != s.features:
-            missing = sorted(set(s.features) - set(map(str, X.columns)))
-            extra = sorted(set(map(str, X.columns)) - set(s.features))
-            raise ValueError(
-                f"the request builds other feature columns than training: missing {missing}, extra {extra}"
+        if len(raw) == 0:
+            raise BadRequest(
+                f"empty request: send the latest {s.history} rows (or more) of {[s.time_column, *s.columns]}"
             )
+        missing = [c for c in [s.time_column, *s.columns] if c not in raw.columns]
+        if missing:
+            raise BadRequest(f"missing column(s) {missing}; a request needs {[s.time_column, *s.columns]}")
+        try:
+            frame = set_time_index(raw[[s.time_column, *s.columns]], s.time_column)
+        except FloworkError as e:
+            raise BadRequest(e.what) from None
+        if len(frame) < s.history:
+            raise BadRequest(f"too little history: {len(frame)} rows given, this model needs at least {s.history}")
+        X = self.pipeline(frame)
+        if list(map(str, X.columns)) != s.features:
+            lost = sorted(set(s.features) - set(map(str, X.columns)))
+            raise BadRequest(f"the request builds other features than training (missing {lost}): check its values")
+        return frame, X
+
+    def forecast(self, raw: pd.DataFrame, all_origins: bool = False) -> pd.DataFrame:
+        import numpy as np
+
+        s = self.spec
+        frame, X = self.features(raw)
         if not all_origins:
+            if len(X) == 0 or X.index[-1] != frame.index[-1] or X.iloc[-1:].isna().to_numpy().any():
+                nan_cols = [c for c in s.columns if frame[c].tail(s.history).isna().any()]
+                raise BadRequest(
+                    f"cannot build features for the last row ({frame.index[-1]}): missing values (NaN) in "
+                    f"{nan_cols or 'the request'} within the last {s.history} rows"
+                )
             X = X.iloc[-1:]
-            if len(X) == 0 or X.index[-1] != frame.index[-1]:
-                raise ValueError("cannot build features for the last row: check for missing values in the request")
-        pred = self.model.predict(X)
+        pred = np.asarray(self.model.predict(X), dtype=float).reshape(-1)
         when = X.index.shift(s.horizon, freq=s.freq)
-        return pd.DataFrame({s.time_column: when, f"{s.target}_forecast": pd.Series(pred, dtype=float).to_numpy()})
+        return pd.DataFrame({s.time_column: when, f"{s.target}_forecast": pred})
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return self.forecast(model_input, bool((params or {}).get("all_origins", False)))
+        try:
+            return self.forecast(model_input, bool((params or {}).get("all_origins", False)))
+        except BadRequest as e:
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def required_history(raw: pd.DataFrame, pipeline: Any, X_full: pd.DataFrame) -> int:

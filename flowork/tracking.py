@@ -7,6 +7,7 @@ other processes cannot end up under the wrong parent.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -48,8 +49,11 @@ def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def git_state(root: str) -> dict[str, str]:
-    """Commit and dirty flag of the project (not of flowork's install) when it is a git checkout."""
+    """Commit and dirty flag of the project (not of flowork's install) when it is a git checkout.
+
+    Read once per process: a sweep's trials share the checkout, and two `git` calls per trial add up."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True

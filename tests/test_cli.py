@@ -83,8 +83,15 @@ def test_traceback_flag(tmp_path, short_csv):
 def test_five_model_multirun(tmp_path, short_csv):
     models = ["ridge", "random_forest", "xgb", "prophet", "darts_nbeats"]
     # one trial per model with its default params (an empty search space): one job per model family
-    out = flowork(*store_args(tmp_path, short_csv), f"model={','.join(models)}", "data.backtest.folds=2",
-                  "search.n_trials=1", "~search.space", "-m", timeout=600)
+    out = flowork(
+        *store_args(tmp_path, short_csv),
+        f"model={','.join(models)}",
+        "data.backtest.folds=2",
+        "search.n_trials=1",
+        "~search.space",
+        "-m",
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name("temperature")

@@ -17,7 +17,7 @@ from typing import Any
 
 from hydra.core.utils import JobStatus, run_job
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 log = logging.getLogger("flowork.sweep")
 
@@ -147,7 +147,7 @@ class TrialWorker:
     def launch_job(self, s: StudyPlan, number: int, overrides: list[str], params: dict[str, Any]) -> Any:
         """The trial as its own Hydra job: own output dir (<sweep dir>/<model>/<trial>), own logs, own MLflow run."""
         config = self.trial_config(s, overrides, params)
-        with open_dict(config):
+        with read_write(config), read_write(config.hydra), open_dict(config):
             config.hydra.job.id = f"{s.model}_{number}"
             config.hydra.job.num = number
         return run_job(
@@ -159,11 +159,10 @@ class TrialWorker:
         )
 
     def trial_config(self, s: StudyPlan, overrides: list[str], params: dict[str, Any]) -> DictConfig:
-        """Hydra's composition costs ~0.3 s here; a study's trials differ only in the sampled values, so compose
-        the study's config once per worker and set the values on a copy. A sampled config *group* (features=...)
-        changes the defaults tree, so that trial is composed in full."""
-        import copy
-
+        """Hydra's composition costs ~0.3 s here and a copy of a composed config ~0.15 s; a study's trials differ
+        only in the sampled values, so each worker composes the study's config once and sets every sampled key
+        on it before each trial (all trials of a study set the same keys; run_job works on its own copy).
+        A sampled config *group* (features=...) changes the defaults tree, so that trial is composed in full."""
         from omegaconf import OmegaConf
 
         n_fixed = len(overrides) - len(params)
@@ -174,12 +173,11 @@ class TrialWorker:
             )
         if any(key in base.hydra.runtime.choices for key in params):
             return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-        config = copy.deepcopy(base)
-        with open_dict(config):
+        with read_write(base), read_write(base.hydra), open_dict(base):  # run_job leaves `hydra` read-only
             for key, value in params.items():
-                OmegaConf.update(config, key, value, merge=False)
-            config.hydra.overrides.task = list(overrides)
-        return config
+                OmegaConf.update(base, key, value, merge=False)
+            base.hydra.overrides.task = list(overrides)
+        return base
 
     def tell(self, study: Any, trial: Any, ret: Any, context: Any) -> str:
         import optuna

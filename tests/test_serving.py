@@ -1,0 +1,163 @@
+"""Serving: the logged pyfunc answers raw rows with the same forecast the backtest protocol gives, for every
+family, and a live `mlflow models serve` turns bad requests into HTTP 400 with a message and stays up."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowork.run import run
+from tests.conftest import ROOT
+
+FAST = ["ridge", "prophet"]
+ALL = ["ridge", "random_forest", "xgb", "prophet", "darts_nbeats"]
+
+
+def logged(make_cfg, store, model):
+    result = run(make_cfg(f"model={model}", "tracking.log_model=true", "data.backtest.folds=2"), root=str(ROOT))
+    mlflow.set_tracking_uri(store)
+    return result, mlflow.pyfunc.load_model(result.model_uri)
+
+
+def request_rows(weather: pd.DataFrame, end: int, n: int) -> pd.DataFrame:
+    return weather.iloc[end - n : end].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=[] if m in FAST else pytest.mark.slow) for m in ALL])
+def test_served_forecast_equals_the_backtest_prediction(make_cfg, store, weather, model):
+    """For origins inside the holdout, a request with the rows up to the origin gets exactly the prediction the
+    fitted model makes for that origin's row in the backtest's feature matrix."""
+    _, pyfunc = logged(make_cfg, store, model)
+    inner = pyfunc.unwrap_python_model()
+    raw = weather.head(400).set_index(pd.to_datetime(weather.head(400)["date"])).drop(columns="date")
+    raw.index.name = "date"
+    X = inner.pipeline(raw)
+    history = pyfunc.metadata.metadata["history"]
+    for end in (340, 370, 400):  # origins in the holdout (last 80 rows), the last one included
+        served = pyfunc.predict(request_rows(weather, end, history + 3))
+        origin = pd.Timestamp(weather["date"].iloc[end - 1])
+        expected = float(np.asarray(inner.model.predict(X.loc[[origin]]))[0])
+        assert served["date"].iloc[0] == origin + pd.Timedelta(days=1)
+        assert served["temp_max_forecast"].iloc[0] == pytest.approx(expected, rel=1e-6)
+    many = pyfunc.predict(request_rows(weather, 400, history + 5), params={"all_origins": True})
+    assert len(many) >= 5 and many["date"].is_monotonic_increasing
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(port: int, body: bytes | str, content_type: str = "application/json") -> tuple[int, dict]:
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data, {"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.fixture
+def server(make_cfg, store, tmp_path):
+    procs = []
+
+    def start(model):
+        result, pyfunc = logged(make_cfg, store, model)
+        port = free_port()
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": store,
+            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                result.model_uri,
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                return port, pyfunc
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("mlflow models serve did not start")
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=20)
+
+
+def records(df: pd.DataFrame) -> str:
+    return json.dumps({"dataframe_records": df.to_dict(orient="records")})
+
+
+@pytest.mark.parametrize("model", FAST)
+def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, model):
+    port, pyfunc = server(model)
+    history = pyfunc.metadata.metadata["history"]
+    rows = request_rows(weather, 400, max(history + 2, 12))
+    offline = pyfunc.predict(rows)["temp_max_forecast"].iloc[0]
+    status, body = post(port, json.dumps({"dataframe_split": rows.to_dict(orient="split", index=False)}))
+    assert status == 200
+    assert body["predictions"][0]["temp_max_forecast"] == pytest.approx(offline, rel=1e-6)
+    assert body["predictions"][0]["date"].startswith("2013-02-04")
+
+    def changed(edits):
+        df = rows.copy()
+        for (row, col), value in edits.items():
+            df.loc[row, col] = value
+        return df
+
+    bad = {
+        "missing column": (records(rows.drop(columns="wind")), "wind"),
+        "too little history": (records(rows.tail(max(history - 1, 1))), "too little history" if history > 1 else ""),
+        "unparsable time": (records(changed({(3, "date"): "not a date"})), "not timestamps"),
+        "unsorted": (records(rows.iloc[::-1]), "not sorted"),
+        "duplicate": (records(changed({(5, "date"): rows.loc[4, "date"]})), "duplicate timestamps"),
+        # the example's clean() carries an observation forward up to 3 rows: 4 missing in a row is too many
+        "NaN": (records(changed({(len(rows) - k, "temp_max"): None for k in range(1, 5)})), "temp_max"),
+        "wrong type": (records(changed({(2, "temp_min"): "cold"})), ""),
+        "empty": (json.dumps({"dataframe_records": []}), ""),
+        "not JSON": ("{not json", ""),
+        "no body": ("", ""),
+    }
+    for name, (body_text, fragment) in bad.items():
+        status, body = post(port, body_text)
+        assert status == 400, (name, status, body)
+        assert fragment in body.get("message", ""), (name, body)
+    status, body = post(port, records(changed({(len(rows) - 1, "wind"): None})))  # a gap clean() fills
+    assert status == 200
+    status, body = post(port, records(rows))  # still up, still right
+    assert status == 200 and body["predictions"][0]["temp_max_forecast"] == pytest.approx(offline, rel=1e-6)
