@@ -101,6 +101,69 @@ def select(
 
 
 @app.command()
+def check(
+    rows: Annotated[int, typer.Option(help="rows of the data sample the contracts run on")] = 400,
+) -> None:
+    """Compose every config option, import every _target_, run the leakage check and every model's training
+    contract on a sample; a table of OK / FAIL with the fix, non-zero exit on any failure."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from flowork.check import run_checks
+
+    console = Console()
+    table = Table(title=f"flowork check ({Path.cwd()})", show_lines=True)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail / fix", overflow="fold")
+    failed = 0
+    with console.status("checking..."):
+        for r in run_checks(Path.cwd(), rows):
+            failed += not r.ok
+            table.add_row(r.check, "[green]OK[/]" if r.ok else "[red]FAIL[/]", r.detail)
+    console.print(table)
+    if failed:
+        console.print(f"[red]{failed} check(s) failed[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="where to create the project")],
+    example: Annotated[str, typer.Option(help="temperature (runs as is) or blank (your data: fill the ??? keys)")] = (
+        "temperature"
+    ),
+    force: Annotated[bool, typer.Option(help="write into a non-empty directory")] = False,
+) -> None:
+    """Create a flowork project: conf/, user_code/, data/, Makefile, .gitignore and a README with the next steps."""
+    from flowork.scaffold import init as scaffold
+
+    try:
+        steps = scaffold(directory, example, force)
+    except FloworkError as e:
+        fail(e)
+    typer.echo(f"created {directory} ({example}). Next:\n  cd {directory}\n  " + "\n  ".join(steps))
+
+
+@app.command("add-model")
+def add_model(
+    name: Annotated[str, typer.Argument(help="the new model's name (a Python identifier)")],
+    like: Annotated[str, typer.Option(help="the model to start from (its params, features and search space)")] = (
+        "ridge"
+    ),
+) -> None:
+    """Add a model: conf/model/NAME.yaml, conf/search/NAME.yaml and a training function in user_code/models.py."""
+    from flowork.scaffold import add_model as scaffold
+
+    try:
+        written = scaffold(Path.cwd(), name, like)
+    except FloworkError as e:
+        fail(e)
+    typer.echo("wrote " + ", ".join(str(p.relative_to(Path.cwd())) for p in written))
+    typer.echo(f"next: edit user_code/models.py:{name}, then `flowork check` and `python -m flowork model={name}`")
+
+
+@app.command()
 def version() -> None:
     """Print flowork's version."""
     from importlib.metadata import version as dist_version

@@ -119,9 +119,9 @@ def run(
     """Run one job. `root` is the project directory (default: Hydra's original working directory)."""
     from flowork.schema import validate
 
-    cfg = validate(cfg)
-    root = root or project_root(cfg)
     choices = choices_of(cfg)
+    cfg = validate(cfg, choices)
+    root = root or project_root(cfg)
     limit_threads(cfg.threads)
     instantiate.ensure_importable(root)
     where_features = f"conf/features/{choices.get('features', '<option>')}.yaml"

@@ -113,13 +113,15 @@ def missing_keys(node: Any, prefix: str = "") -> list[str]:
     return [prefix[:-1]] if node == "???" else []
 
 
-def validate(cfg: DictConfig) -> DictConfig:
+def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConfig:
     """Merge `cfg` onto the schema; a type, enum or missing-value error becomes a FloworkError naming the key."""
     user_cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
     missing = sorted(missing_keys(OmegaConf.to_container(user_cfg, resolve=False)))
     if missing:
+        groups = {k.split(".")[0] for k in missing} & set(choices or {})
         raise FloworkError(
             f"config keys still marked ??? (must be filled): {', '.join(missing)}",
+            where=", ".join(sorted(f"conf/{g}/{(choices or {})[g]}.yaml" for g in groups)) or None,
             fix=f"set them in the config files under conf/ or on the command line, e.g. {missing[0]}=...",
         )
     try:

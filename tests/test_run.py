@@ -121,3 +121,14 @@ def test_ridge_on_the_full_example_is_near_the_references(make_cfg, store):
     result = run(make_cfg("model=ridge", f"data.uri={DATA}"), root=str(ROOT))
     assert 1.9 < result.holdout < 2.36
     assert 1.9 < result.objective < 2.3
+
+
+def test_a_monthly_series_needs_only_a_data_config(make_cfg, store):
+    """conf/data/nino_monthly.yaml + the generic features option: a second real series of another frequency."""
+    cfg = make_cfg(
+        "data=nino_monthly", "features=univariate", "model=ridge", f"data.uri={ROOT}/data/nino12_monthly.csv"
+    )
+    result = run(cfg, root=str(ROOT))
+    params = MlflowClient(store).get_run(result.run_id).data.params
+    assert params["data.freq"] == "MS" and params["data.target.column"] == "sst"
+    assert 0.1 < result.holdout < 1.0  # °C, one month ahead

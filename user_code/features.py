@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 
 
-def _calendar(index: pd.DatetimeIndex, horizon: int) -> dict[str, np.ndarray]:
-    """Day-of-year of the forecast day as sin/cos: known in advance, so not a leak."""
-    day = (index.dayofyear.to_numpy() + horizon - 1) % 366
-    angle = 2 * np.pi * day / 365.25
+def _calendar(index: pd.DatetimeIndex, horizon: int, freq: str) -> dict[str, np.ndarray]:
+    """Day-of-year of the forecast time as sin/cos: known in advance, so not a leak."""
+    angle = 2 * np.pi * index.shift(horizon, freq=freq).dayofyear.to_numpy() / 365.25
     return {"doy_sin": np.sin(angle), "doy_cos": np.cos(angle)}
 
 
@@ -21,6 +20,7 @@ def tabular(
     df: pd.DataFrame,
     target: str,
     horizon: int = 1,
+    freq: str = "D",
     lags: int = 30,
     exog: tuple[str, ...] | list[str] = (),
     exog_lags: int = 3,
@@ -44,7 +44,7 @@ def tabular(
         cols[f"{target}_mean{w}"] = roll.mean()
         cols[f"{target}_std{w}"] = roll.std()
     if calendar:
-        cols |= _calendar(df.index, horizon)
+        cols |= _calendar(df.index, horizon, freq)
     X = pd.DataFrame(cols, index=df.index)
     for c, categories in (categorical or {}).items():
         X = X.join(

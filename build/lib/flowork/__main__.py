@@ -1,0 +1,46 @@
+"""`python -m flowork ...`: hands Hydra's config to `flowork.run.run`. Heavy imports happen inside the job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from flowork.errors import FloworkError
+
+log = logging.getLogger("flowork")
+
+
+# conf/ of the project in the current directory (an absolute path: relative ones would start at this file).
+@hydra.main(version_base="1.3", config_path=str(Path.cwd() / "conf"), config_name="config")
+def main(cfg: DictConfig) -> float:
+    from flowork.run import run
+
+    try:
+        result = run(cfg)
+    except FloworkError as e:
+        if os.environ.get("FLOWORK_TRACEBACK"):
+            raise
+        if is_single_run():
+            # A user error is not a crash: print it without Hydra's traceback and exit non-zero.
+            print(f"flowork: error: {e.render()}\n(set FLOWORK_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+            sys.exit(2)
+        log.error("%s", e.render())
+        raise
+    log.info("cv %s = %.4f ± %.4f, holdout %.4f", cfg.metric.name, result.objective, result.std, result.holdout)
+    return result.objective
+
+
+def is_single_run() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.RUN
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""`flowork check`: everything a project's configs and user code promise, checked on a small sample.
+
+Composes every option of every config group, imports every `_target_`, runs each model's features through the
+leakage check and its training function through the contract, and reports each as OK or FAIL with the fix.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from flowork.errors import FloworkError
+
+GROUPS = ("data", "features", "model", "search", "metric")
+
+
+@dataclass
+class Result:
+    check: str
+    ok: bool
+    detail: str = ""
+
+
+def options(conf: Path, group: str) -> list[str]:
+    return sorted(p.stem for p in (conf / group).glob("*.yaml"))
+
+
+def attempt(check: str, fn: Callable[[], Any]) -> Result:
+    try:
+        detail = fn()
+        return Result(check, True, str(detail or ""))
+    except FloworkError as e:
+        return Result(check, False, e.render())
+    except Exception as e:  # user code may raise anything: report it with where it came from
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        return Result(check, False, f"{type(e).__name__}: {e}\n  at {where.filename}:{where.lineno}")
+
+
+def training_contract(cfg: DictConfig, raw: Any, root: str) -> str:
+    """Fit the model on the older part of `raw`, predict the newer part: one finite value per row, picklable."""
+    from flowork import instantiate
+    from flowork.features import leakage_check, make_target
+    from flowork.run import pipeline_of
+
+    instantiate.ensure_importable(root)
+    pipeline = pipeline_of(cfg, f"conf/features (model {cfg.model.name})")
+    clean = pipeline.cleaned(raw)
+    X = pipeline.features(clean)
+    leakage_check(raw, pipeline, X)
+    y, _ = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
+    y = y.reindex(X.index)
+    labelled = y.notna().to_numpy()
+    X, y = X[labelled], y[labelled]
+    cut = int(len(X) * 0.8)
+    if cut < 10 or len(X) - cut < 2:
+        raise FloworkError(f"only {len(X)} usable rows in the sample after feature building",
+                           fix="use more rows (flowork check --rows N) or a shorter feature window")
+    params = OmegaConf.to_container(cfg.model.params, resolve=True)
+    where = f"conf/model/{cfg.model.name}.yaml, key `model.train`"
+    train = instantiate.bind(cfg.model.train, where=where, call_args=2)
+    model = train(X.iloc[:cut], y.iloc[:cut], **params)  # type: ignore[arg-type]
+    if not callable(getattr(model, "predict", None)):
+        raise FloworkError(f"the training function returned {type(model).__name__}, which has no predict(X)",
+                           where=where, fix="return a fitted model whose predict(X) gives one value per row of X")
+    pred = np.asarray(model.predict(X.iloc[cut:]), dtype=float).reshape(-1)
+    if len(pred) != len(X) - cut or not np.isfinite(pred).all():
+        raise FloworkError(f"predict(X) gave {len(pred)} values ({int((~np.isfinite(pred)).sum())} not finite) "
+                           f"for {len(X) - cut} rows", where=where,
+                           fix="return exactly one finite prediction per row of X, in X's order")
+    try:
+        again = pickle.loads(pickle.dumps(model))
+    except Exception as e:
+        raise FloworkError(f"the fitted model cannot be pickled ({type(e).__name__}: {e}), so it cannot be logged",
+                           where=where, fix="define wrapper classes at module level in user_code/models.py") from None
+    np.testing.assert_allclose(np.asarray(again.predict(X.iloc[cut:]), dtype=float).reshape(-1), pred, rtol=1e-5)
+    mae = float(np.mean(np.abs(pred - y.iloc[cut:].to_numpy())))
+    return f"{len(X.columns)} features, fit on {cut} rows, sample MAE {mae:.3g}"
+
+
+def run_checks(root: Path, rows: int = 400) -> Iterator[Result]:
+    from hydra import compose, initialize_config_dir
+
+    from flowork import data
+    from flowork.schema import validate
+
+    conf = root / "conf"
+    if not (conf / "config.yaml").exists():
+        yield Result("conf/config.yaml", False, f"no conf/config.yaml under {root}: run flowork check in a project "
+                     "(flowork init DIR makes one)")
+        return
+    models = options(conf, "model")
+
+    def composed(*overrides: str) -> DictConfig:
+        with initialize_config_dir(str(conf), version_base="1.3"):
+            return validate(compose("config", overrides=list(overrides)))
+
+    for group in GROUPS:
+        for option in options(conf, group):
+            extra = [f"model={option}"] if group == "search" and option in models else []
+            yield attempt(f"compose {group}={option}", lambda g=group, o=option, e=extra: bool(composed(f"{g}={o}", *e))
+                          and "")
+    for model in models:
+        def contract(m: str = model) -> str:
+            cfg = composed(f"model={m}")
+            raw = data.load(cfg.data, str(root)).head(rows)
+            return training_contract(cfg, raw, str(root))
+
+        yield attempt(f"model {model}: features, leakage check, training contract", contract)
+    for features in options(conf, "features"):
+        def leakage(f: str = features) -> str:
+            from flowork import instantiate
+            from flowork.features import leakage_check
+            from flowork.run import pipeline_of
+
+            cfg = composed(f"features={f}")
+            instantiate.ensure_importable(str(root))
+            raw = data.load(cfg.data, str(root)).head(rows)
+            pipeline = pipeline_of(cfg, f"conf/features/{f}.yaml")
+            X = pipeline(raw)
+            leakage_check(raw, pipeline, X)
+            return f"{X.shape[1]} columns on the default data"
+
+        yield attempt(f"features {features}: leakage check", leakage)

@@ -1,0 +1,175 @@
+"""`flowork` command line: project-level commands next to the Hydra app (`python -m flowork`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flowork.errors import FloworkError
+
+app = typer.Typer(
+    help="flowork: describe an ML experiment as Hydra configs; flowork backtests, searches and tracks it on MLflow.\n\n"
+    "Run experiments with `python -m flowork model=NAME` (one job) or `python -m flowork model=a,b -m` (a sweep).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(e: FloworkError) -> None:
+    if os.environ.get("FLOWORK_TRACEBACK"):
+        raise e
+    typer.echo(f"flowork: error: {e.render()}", err=True)
+    raise typer.Exit(2)
+
+
+def latest_sweep(multirun: Path) -> str:
+    sweeps = sorted(multirun.glob("*/optuna.journal"), key=lambda p: p.stat().st_mtime)
+    if not sweeps:
+        raise FloworkError(
+            f"no sweep found under {multirun}/",
+            fix="run a sweep first (python -m flowork model=a,b -m) or name one with --sweep NAME --storage URL",
+        )
+    return sweeps[-1].parent.name
+
+
+@app.command()
+def select(
+    sweep: Annotated[str | None, typer.Option(help="sweep name (default: the latest under multirun/)")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: multirun/NAME/optuna.journal)")
+    ] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="config overrides, e.g. tracking.uri=...")] = None,
+) -> None:
+    """Refit the best trial of a sweep and register it as `champion` (what every sweep does when it ends)."""
+    try:
+        from hydra import compose, initialize_config_dir
+
+        from flowork.select import champion, study_rows, write_leaderboard
+        from flowork.studies import default_storage, open_storage, sweep_studies
+        from flowork.tracking import get_tracker, tracking_uri
+
+        root = os.getcwd()
+        sys.path.insert(0, root)
+        name = sweep or latest_sweep(Path(root, "multirun"))
+        sweep_dir = str(Path(root, "multirun", name))
+        store = open_storage(storage or default_storage(sweep_dir))
+        studies = sweep_studies(store, name)
+        if not studies:
+            raise FloworkError(
+                f"sweep {name!r} has no studies in {storage or default_storage(sweep_dir)}",
+                fix="check the sweep name (ls multirun/) or pass --storage",
+            )
+        extra = list(overrides or [])
+
+        def compose_cfg(trial_overrides: list[str]):
+            with initialize_config_dir(str(Path(root, "conf")), version_base="1.3"):
+                return compose("config", overrides=[*trial_overrides, *extra])
+
+        cfg = compose_cfg([f"sweep.name={name}"])
+        tracker = get_tracker(
+            tracking_uri(cfg.tracking.uri, root),
+            cfg.tracking.experiment,
+            cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
+        )
+        parents = tracker.client.search_runs(
+            [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
+        )
+        rows = study_rows(store, studies)
+        Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+        write_leaderboard(rows, sweep_dir, str(cfg.metric.name))
+        summary = champion(
+            rows,
+            compose=compose_cfg,
+            tracker=tracker,
+            sweep=name,
+            parent_run_id=parents[0].info.run_id if parents else None,
+            sweep_dir=sweep_dir,
+            model_name=str(cfg.tracking.model_name),
+            root=root,
+        )
+        typer.echo(
+            f"champion: {summary['model']} (trial {summary['trial']}), holdout {summary['holdout']:.4f} -> "
+            f"{summary['model_uri']} (version {summary['version']})"
+        )
+    except FloworkError as e:
+        fail(e)
+
+
+@app.command()
+def check(
+    rows: Annotated[int, typer.Option(help="rows of the data sample the contracts run on")] = 400,
+) -> None:
+    """Compose every config option, import every _target_, run the leakage check and every model's training
+    contract on a sample; a table of OK / FAIL with the fix, non-zero exit on any failure."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from flowork.check import run_checks
+
+    console = Console()
+    table = Table(title=f"flowork check ({Path.cwd()})", show_lines=True)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail / fix", overflow="fold")
+    failed = 0
+    with console.status("checking..."):
+        for r in run_checks(Path.cwd(), rows):
+            failed += not r.ok
+            table.add_row(r.check, "[green]OK[/]" if r.ok else "[red]FAIL[/]", r.detail)
+    console.print(table)
+    if failed:
+        console.print(f"[red]{failed} check(s) failed[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="where to create the project")],
+    example: Annotated[str, typer.Option(help="temperature (runs as is) or blank (your data: fill the ??? keys)")] = (
+        "temperature"
+    ),
+    force: Annotated[bool, typer.Option(help="write into a non-empty directory")] = False,
+) -> None:
+    """Create a flowork project: conf/, user_code/, data/, Makefile, .gitignore and a README with the next steps."""
+    from flowork.scaffold import init as scaffold
+
+    try:
+        steps = scaffold(directory, example, force)
+    except FloworkError as e:
+        fail(e)
+    typer.echo(f"created {directory} ({example}). Next:\n  cd {directory}\n  " + "\n  ".join(steps))
+
+
+@app.command("add-model")
+def add_model(
+    name: Annotated[str, typer.Argument(help="the new model's name (a Python identifier)")],
+    like: Annotated[str, typer.Option(help="the model to start from (its params, features and search space)")] = (
+        "ridge"
+    ),
+) -> None:
+    """Add a model: conf/model/NAME.yaml, conf/search/NAME.yaml and a training function in user_code/models.py."""
+    from flowork.scaffold import add_model as scaffold
+
+    try:
+        written = scaffold(Path.cwd(), name, like)
+    except FloworkError as e:
+        fail(e)
+    typer.echo("wrote " + ", ".join(str(p.relative_to(Path.cwd())) for p in written))
+    typer.echo(f"next: edit user_code/models.py:{name}, then `flowork check` and `python -m flowork model={name}`")
+
+
+@app.command()
+def version() -> None:
+    """Print flowork's version."""
+    from importlib.metadata import version as dist_version
+
+    typer.echo(dist_version("flowork"))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,155 @@
+"""Load the dataset named by `data.uri` and check its time axis.
+
+Any fsspec URI works (local path, file://, http(s)://, s3://, gs://, ...); the result is a frame indexed by the
+parsed time column, sorted and unique, or a FloworkError that names the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flowork.errors import FloworkError
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+WHERE = "conf/data/<option>.yaml"
+
+
+def resolve_uri(uri: str, root: str) -> str:
+    """Relative local paths are relative to the project root, not to the job's output directory."""
+    if "://" in uri or os.path.isabs(uri):
+        return uri
+    return str(Path(root, uri))
+
+
+def infer_format(uri: str, given: str | None) -> str:
+    if given:
+        if given not in set(FORMATS.values()):
+            raise FloworkError(
+                f"unknown data format {given!r}",
+                where=f"{WHERE}, key `data.format`",
+                fix=f"use one of {sorted(set(FORMATS.values()))}, or null to infer it from the extension",
+            )
+        return given
+    path = uri.split("?", 1)[0].lower()
+    for compression in (".gz", ".bz2", ".zip", ".xz", ".zst"):
+        path = path.removesuffix(compression)
+    suffix = Path(path).suffix
+    if suffix not in FORMATS:
+        raise FloworkError(
+            f"cannot tell the format of {uri!r} from its extension {suffix or '(none)'}",
+            where=f"{WHERE}, key `data.format`",
+            fix=f"set data.format to one of {sorted(set(FORMATS.values()))}",
+        )
+    return FORMATS[suffix]
+
+
+def read_frame(uri: str, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
+    import fsspec
+
+    try:
+        with fsspec.open(uri, mode="rb", compression="infer") as f:
+            return pd.read_csv(f, **options) if fmt == "csv" else pd.read_parquet(f, **options)
+    except FileNotFoundError:
+        raise FloworkError(
+            f"data file not found: {uri}",
+            where=f"{WHERE}, key `data.uri`",
+            fix="check the path (relative paths start at the project root) or override it: data.uri=...",
+        ) from None
+    except ImportError as e:
+        raise FloworkError(
+            f"cannot open {uri}: {e}",
+            where=f"{WHERE}, key `data.uri`",
+            fix="install the fsspec backend for this scheme (s3fs for s3://, gcsfs for gs://, adlfs for az://)",
+        ) from None
+    except Exception as e:
+        raise FloworkError(
+            f"cannot read {uri} as {fmt}: {type(e).__name__}: {e}",
+            where=f"{WHERE}, keys `data.uri` / `data.format` / `data.read_options`",
+            fix="check that the file is a valid " + fmt + " file, or set data.format / data.read_options",
+        ) from None
+
+
+def set_time_index(df: pd.DataFrame, time_column: str, freq: str | None = None) -> pd.DataFrame:
+    """Parse `time_column` into a sorted, unique DatetimeIndex, or say exactly which rows break it."""
+    if time_column not in df.columns:
+        raise FloworkError(
+            f"time column {time_column!r} is not in the data",
+            where=f"{WHERE}, key `data.time_column`",
+            fix=f"use one of the columns: {list(map(str, df.columns))}",
+        )
+    try:
+        times = pd.to_datetime(df[time_column])
+    except (ValueError, TypeError) as e:
+        raise FloworkError(
+            f"time column {time_column!r} has values that are not timestamps: {e}",
+            where=f"{WHERE}, key `data.time_column`",
+            fix="fix those rows in the data, or point data.time_column at the right column",
+        ) from None
+    if times.isna().any():
+        row = int(times.isna().to_numpy().argmax())
+        raise FloworkError(
+            f"time column {time_column!r} is empty at row {row}",
+            fix="remove or fill rows without a timestamp",
+        )
+    dup = times.duplicated()
+    if dup.any():
+        raise FloworkError(
+            f"duplicate timestamps in {time_column!r}, first at row {int(dup.to_numpy().argmax())}: "
+            f"{times[dup].iloc[0]}",
+            fix="aggregate or drop duplicate rows so that each timestamp appears once",
+        )
+    if not times.is_monotonic_increasing:
+        row = int((times.diff() < pd.Timedelta(0)).to_numpy().argmax())
+        raise FloworkError(
+            f"timestamps in {time_column!r} are not sorted: row {row} ({times.iloc[row]}) comes before "
+            f"row {row - 1} ({times.iloc[row - 1]})",
+            fix="sort the data by time",
+        )
+    out = df.drop(columns=[time_column])
+    out.index = pd.DatetimeIndex(times, name=time_column)
+    if freq:
+        check_freq(out.index, freq)
+    return out
+
+
+def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
+    try:
+        expected = pd.date_range(index[0], periods=len(index), freq=freq)
+    except ValueError:
+        raise FloworkError(
+            f"unknown frequency {freq!r}",
+            where=f"{WHERE}, key `data.freq`",
+            fix="use a pandas offset alias such as D, h, W, MS, or null to skip the check",
+        ) from None
+    if not index.equals(expected):
+        bad = int((index != expected).argmax())
+        raise FloworkError(
+            f"timestamps are not a regular {freq!r} grid: row {bad} is {index[bad]}, expected {expected[bad]}",
+            where=f"{WHERE}, key `data.freq`",
+            fix="fill the gaps in a clean() step (and set data.freq there), or set data.freq to null",
+        )
+
+
+def load(data_cfg: Any, root: str) -> pd.DataFrame:
+    """The dataset of `data_cfg` as a frame indexed by time, with the target column checked."""
+    uri = resolve_uri(data_cfg.uri, root)
+    df = read_frame(uri, infer_format(uri, data_cfg.format), dict(data_cfg.read_options or {}))
+    df = set_time_index(df, data_cfg.time_column, data_cfg.freq)
+    column = data_cfg.target.column
+    if column not in df.columns:
+        raise FloworkError(
+            f"target column {column!r} is not in the data",
+            where=f"{WHERE}, key `data.target.column`",
+            fix=f"use one of the columns: {list(map(str, df.columns))}",
+        )
+    if not pd.api.types.is_numeric_dtype(df[column]):
+        raise FloworkError(
+            f"target column {column!r} is not numeric (dtype {df[column].dtype})",
+            where=f"{WHERE}, key `data.target.column`",
+            fix="forecast a numeric column, or convert it in the data",
+        )
+    return df

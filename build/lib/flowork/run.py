@@ -1,0 +1,259 @@
+"""One job: load -> clean/build features -> backtest -> holdout -> track. `run(cfg)` returns the objective.
+
+Pure with respect to Hydra: tests call `run(cfg)` with a composed config; `__main__` only hands Hydra's config here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from flowork import backtest, data, instantiate
+from flowork.errors import FloworkError
+from flowork.features import Pipeline, leakage_check, make_target
+
+
+@dataclass
+class JobResult:
+    objective: float  # mean validation metric over the folds
+    std: float
+    holdout: float
+    run_id: str | None
+    model_uri: str | None = None  # the logged pyfunc (models:/...), when tracking.log_model
+
+
+@dataclass
+class TrialContext:
+    """Set by the sweeper around one trial job: where its MLflow run hangs, and what it reports back."""
+
+    parent_run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+    reporter: Callable[[float, int], None] | None = None  # Optuna's report + prune check
+    run_id: str | None = None  # filled in by run() as soon as the MLflow run exists
+    result: JobResult | None = None
+
+
+TRIAL: ContextVar[TrialContext | None] = ContextVar("flowork_trial", default=None)
+
+
+class Reporter:
+    """Passed as `reporter` to a training function that declares it: `reporter(value, step)` reports an
+    intermediate score (lower or higher is better as the metric's direction says).
+
+    In a sweep with a pruner, values go to Optuna at step `fold * STRIDE + step`, so trials are compared at the same
+    fold and step, and a hopeless trial stops with optuna.TrialPruned; elsewhere (single runs, the holdout and
+    serving fits) it does nothing, so training code never has to check for it.
+    """
+
+    STRIDE = 100_000
+
+    def __init__(self, sink: Callable[[float, int], None] | None) -> None:
+        self.sink, self.offset, self.active = sink, 0, False
+
+    def start(self, fold: Any) -> None:
+        self.active = fold.name.startswith("fold")
+        self.offset = int(fold.name.removeprefix("fold")) * self.STRIDE if self.active else 0
+
+    def __call__(self, value: float, step: int) -> None:
+        if self.sink is not None and self.active:
+            self.sink(float(value), self.offset + int(step))
+
+
+def limit_threads(n: int) -> None:
+    """One BLAS/OpenMP/torch thread per job by default: two workers on two cores oversubscribe otherwise
+    (xgboost ran 20-40x slower here). The env vars cover libraries not imported yet."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+
+
+def choices_of(cfg: DictConfig) -> dict[str, str]:
+    """Chosen option per config group (model -> xgb), for error messages that name the YAML file."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return {k: str(v) for k, v in HydraConfig.get().runtime.choices.items() if v is not None}
+    except (ValueError, ImportError):  # not running under Hydra (tests calling run() directly)
+        return {}
+
+
+def project_root(cfg: DictConfig) -> str:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return str(HydraConfig.get().runtime.cwd)
+    except ValueError:
+        return os.getcwd()
+
+
+def pipeline_of(cfg: DictConfig, where: str) -> Pipeline:
+    clean = cfg.features.clean
+    return Pipeline(
+        clean=instantiate.bind(clean, where=f"{where}, key `features.clean`") if clean is not None else None,
+        build=instantiate.bind(cfg.features.build, where=f"{where}, key `features.build`"),
+        where=where,
+    )
+
+
+def run(
+    cfg: DictConfig,
+    *,
+    root: str | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> JobResult:
+    """Run one job. `root` is the project directory (default: Hydra's original working directory)."""
+    from flowork.schema import validate
+
+    choices = choices_of(cfg)
+    cfg = validate(cfg, choices)
+    root = root or project_root(cfg)
+    limit_threads(cfg.threads)
+    instantiate.ensure_importable(root)
+    where_features = f"conf/features/{choices.get('features', '<option>')}.yaml"
+    where_model = f"conf/model/{choices.get('model', '<option>')}.yaml, key `model.train`"
+
+    # Bind every user function first: a wrong _target_ or key fails before data is read or a run is created.
+    pipeline = pipeline_of(cfg, where_features)
+    params: dict[str, Any] = OmegaConf.to_container(cfg.model.params, resolve=True)  # type: ignore[assignment]
+    train_fn = instantiate.bind(cfg.model.train, where=where_model, call_args=2)
+    instantiate.check_call(train_fn, 2, params, where=where_model)
+    metric = instantiate.locate(cfg.metric._target_, where=f"conf/metric/{choices.get('metric', '')}.yaml")
+
+    reporter = None
+    if "reporter" in inspect.signature(train_fn).parameters:
+        trial_ctx = TRIAL.get()
+        reporter = Reporter(trial_ctx.reporter if trial_ctx else None)
+        params = {**params, "reporter": reporter}
+
+    def train(X: pd.DataFrame, y: pd.Series) -> Any:
+        return train_fn(X, y, **params)
+
+    from flowork.tracking import flatten, get_tracker, git_state, redact, tracking_uri
+
+    tracker = get_tracker(
+        tracking_uri(cfg.tracking.uri, root),
+        cfg.tracking.experiment,
+        cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
+    )
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+    tags = {"flowork.model": cfg.model.name, **git_state(os.path.abspath(root)), **(extra_tags or {})}
+    trial = TRIAL.get()
+    if trial is not None:
+        parent_run_id, tags = trial.parent_run_id, {**tags, **trial.tags}
+    with tracker.run(cfg.model.name, tags, parent_run_id) as run_id:
+        if trial is not None:
+            trial.run_id = run_id
+        tracker.log(run_id, params=flatten(resolved))
+        tracker.log_text(run_id, OmegaConf.to_yaml(resolved), "config.yaml")
+        result = evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, reporter)
+    if trial is not None:
+        trial.result = result
+    return result
+
+
+def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, reporter=None) -> JobResult:
+    t0 = time.perf_counter()
+    raw = data.load(cfg.data, root)
+    log_dataset(tracker, run_id, raw, cfg)
+    clean = pipeline.cleaned(raw)
+    X = pipeline.features(clean)
+    data_key = int(pd.util.hash_pandas_object(raw).sum())
+    features_key = (data_key, str(OmegaConf.to_container(cfg.features, resolve=True)))
+    if cfg.features.leakage_check and features_key not in CHECKED:
+        leakage_check(raw, pipeline, X)
+        CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
+    y, label_time = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
+    y, label_time = y.reindex(X.index), label_time.reindex(X.index)
+    p = backtest.plan(
+        raw.index, cfg.data.backtest.folds, cfg.data.backtest.min_train, cfg.data.holdout, cfg.data.target.horizon
+    )
+    fold_list = backtest.folds(X.index, label_time, p)
+    results = backtest.run_folds(
+        train, X, y, fold_list, metric, where_model, on_fold=reporter.start if reporter else None
+    )
+    cv, hold = results[:-1], results[-1]
+    scores = pd.Series([r.score for r in cv])
+    mean, std = float(scores.mean()), float(scores.std(ddof=0))
+    name = cfg.metric.name
+    metrics = {f"cv_{name}_{r.name}": r.score for r in cv}
+    metrics |= {f"cv_{name}": mean, f"cv_{name}_std": std, f"holdout_{name}": hold.score}
+    metrics |= {"fit_seconds": sum(r.seconds for r in results), "job_seconds": time.perf_counter() - t0}
+    tracker.log(run_id, metrics={k: v for k, v in metrics.items() if math.isfinite(v)})
+    tracker.log_text(run_id, predictions_csv(results, y), "predictions.csv")
+    if not math.isfinite(mean):
+        raise FloworkError(
+            f"the validation {name} is {mean}: the model predicted NaN/inf or the metric is undefined on this data",
+            where=where_model,
+            fix="check the model's predictions and the metric (mape is undefined when the target can be 0)",
+        )
+    model_uri = (
+        log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) if cfg.tracking.log_model else None
+    )
+    return JobResult(mean, std, hold.score, run_id, model_uri)
+
+
+def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> str:
+    """Refit on every labelled row (DESIGN §4: the serving fit) and log it as a pyfunc that takes raw rows."""
+    from flowork.serving import Forecaster, ForecastSpec, log_forecaster, required_history
+
+    labelled = y.notna().to_numpy()
+    model = train(X[labelled], y[labelled])
+    history = required_history(raw, pipeline, X)
+    spec = ForecastSpec(
+        time_column=cfg.data.time_column,
+        target=cfg.data.target.column,
+        horizon=cfg.data.target.horizon,
+        freq=cfg.data.freq or pd.infer_freq(raw.index) or "D",
+        columns=list(map(str, raw.columns)),
+        history=history,
+        features=list(map(str, X.columns)),
+    )
+    return log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
+
+
+CHECKED: set[tuple[int, str]] = set()  # (data hash, features config) that passed the leakage check
+DATASETS: dict[tuple[int, str, str], Any] = {}  # mlflow dataset entities: the digest costs ~50 ms to compute
+
+
+def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig) -> None:
+    """Data digest and source through mlflow.data, so runs on different data never look comparable."""
+    import warnings
+
+    from mlflow.entities import DatasetInput, InputTag
+
+    key = (int(pd.util.hash_pandas_object(raw).sum()), str(cfg.data.uri), str(cfg.data.target.column))
+    if key not in DATASETS:
+        import mlflow.data.pandas_dataset
+
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": any is fine for a digest
+            warnings.simplefilter("ignore")
+            ds = mlflow.data.pandas_dataset.from_pandas(
+                raw.reset_index(), source=str(cfg.data.uri), targets=cfg.data.target.column
+            )
+        DATASETS[key] = (ds._to_mlflow_entity(), ds.digest)
+    entity, digest = DATASETS[key]
+    tracker.client.log_inputs(run_id, datasets=[DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
+    tracker.log(run_id, tags={"flowork.data_digest": digest})
+
+
+def predictions_csv(results, y: pd.Series) -> str:
+    frames = [
+        pd.DataFrame({"fold": r.name, "y_true": y.reindex(r.predictions.index), "y_pred": r.predictions})
+        for r in results
+    ]
+    return pd.concat(frames).to_csv()

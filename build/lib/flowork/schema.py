@@ -1,0 +1,143 @@
+"""Typed schema of the config flowork owns. User nodes (`features.*`, `model.train`, `model.params`) stay free-form.
+
+The YAML files under conf/ are validated against these dataclasses when a job starts (`validate`), so a wrong type or
+an unknown direction fails with the key, the value and the allowed values before any data is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from flowork.errors import FloworkError
+
+
+class Direction(StrEnum):
+    minimize = "minimize"
+    maximize = "maximize"
+
+
+@dataclass
+class TargetConfig:
+    column: str = MISSING  # the column to forecast
+    horizon: int = 1  # steps (rows) ahead of each row's time
+
+
+@dataclass
+class BacktestConfig:
+    folds: int = 5  # consecutive validation windows, each trained on everything before it
+    min_train: float = 0.5  # share (<1) or count (>=1) of development rows before the first validation window
+
+
+@dataclass
+class DataConfig:
+    uri: str = MISSING  # local path (relative to the project), file://, http(s)://, s3://, gs:// ...
+    format: str | None = None  # csv | parquet; None = from the extension
+    time_column: str = MISSING
+    freq: str | None = None  # pandas offset alias (D, H, MS ...); None = not checked
+    target: TargetConfig = field(default_factory=TargetConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    holdout: float = 0.2  # final test share of rows, never used for selection
+    read_options: dict[str, Any] = field(default_factory=dict)  # passed to pandas.read_csv / read_parquet
+
+
+@dataclass
+class FeaturesConfig:
+    clean: Any = None  # node with _target_: user function clean(df, **kw) -> df, or null
+    build: Any = MISSING  # node with _target_: user function build(df, **kw) -> X
+    leakage_check: bool = True  # rebuild on truncated data and compare (DESIGN §3)
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    train: Any = MISSING  # node with _target_: user function train(X, y, **params) -> model with .predict(X)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MetricConfig:
+    _target_: str = MISSING  # function (y_true, y_pred) -> float
+    name: str = MISSING
+    direction: Direction = Direction.minimize
+
+
+@dataclass
+class SearchConfig:
+    n_trials: int = 20  # trials per model study
+    timeout: float | None = None  # seconds per model study; None = no limit
+    space: dict[str, str] = field(default_factory=dict)  # config key -> Hydra sweep expression
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
+    artifact_location: str | None = None  # None: <project>/mlartifacts (new experiments only)
+    experiment: str = "flowork"
+    model_name: str = "flowork-forecaster"  # registered model name of the champion
+    log_model: bool = True  # log the fitted model of a single run (sweeps log only the champion)
+
+
+@dataclass
+class SweepConfig:
+    name: str = MISSING  # re-running with the same name resumes the sweep
+    storage: str | None = None  # Optuna storage URL; None = a journal file in the sweep's output dir
+    workers: int | None = None  # parallel trial workers; None = the launcher's n_jobs (1 for the basic launcher)
+    max_failure_rate: float = 0.5  # stop the sweep when more trials than this share fail (after 4 trials)
+    sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 0})
+    pruner: Any = None  # e.g. {_target_: optuna.pruners.MedianPruner, n_warmup_steps: 2}
+    select: bool = True  # register the best model as `champion` when the sweep ends
+
+
+@dataclass
+class FloworkConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    metric: MetricConfig = field(default_factory=MetricConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    threads: int = 1  # BLAS/torch/xgboost threads per job; parallel workers each keep one core busy
+    seed: int = 0
+
+
+def missing_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is `???`, found without resolving interpolations (which would fail on them)."""
+    if isinstance(node, dict):
+        return [k for key, v in node.items() for k in missing_keys(v, f"{prefix}{key}.")]
+    return [prefix[:-1]] if node == "???" else []
+
+
+def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConfig:
+    """Merge `cfg` onto the schema; a type, enum or missing-value error becomes a FloworkError naming the key."""
+    user_cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    missing = sorted(missing_keys(OmegaConf.to_container(user_cfg, resolve=False)))
+    if missing:
+        groups = {k.split(".")[0] for k in missing} & set(choices or {})
+        raise FloworkError(
+            f"config keys still marked ??? (must be filled): {', '.join(missing)}",
+            where=", ".join(sorted(f"conf/{g}/{(choices or {})[g]}.yaml" for g in groups)) or None,
+            fix=f"set them in the config files under conf/ or on the command line, e.g. {missing[0]}=...",
+        )
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(FloworkConfig), user_cfg)
+        missing = sorted(OmegaConf.missing_keys(merged))
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        raise FloworkError(
+            f"invalid config value: {getattr(e, 'msg', e)}",
+            where=f"key `{key}`",
+            fix="correct the value in the YAML file or on the command line (key=value)",
+        ) from None
+    if missing:
+        raise FloworkError(
+            f"config keys still marked ??? (must be filled): {', '.join(missing)}",
+            fix=f"set them in the config files under conf/ or on the command line, e.g. {missing[0]}=...",
+        )
+    assert isinstance(merged, DictConfig)  # merged onto a dataclass: always a DictConfig
+    return merged

@@ -1,0 +1,136 @@
+"""Search spaces in Hydra's sweep grammar -> Optuna distributions, and the command line's say over them.
+
+Grammar (as in `conf/search/*.yaml` and on the command line):
+  interval(a, b)            float in [a, b]            int(interval(a, b))   int in [a, b]
+  tag(log, interval(a, b))  log-uniform                range(a, b[, step])   a, a+step, ... < b
+  choice(x, y, ...) / x,y   categorical                a plain value         fixed for the sweep
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from flowork.errors import FloworkError
+
+Distribution = Any  # optuna.distributions.BaseDistribution (optuna imported lazily: it costs ~0.5 s)
+
+
+@dataclass
+class Space:
+    """What a study samples (`params`) and what every trial of it fixes (`fixed`), both keyed by config key."""
+
+    params: dict[str, Distribution] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+def parse(key: str, expression: str, *, where: str) -> Distribution | tuple[str, Any]:
+    """`key=expression` as an Optuna distribution, or ("fixed", value) for a plain value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        (override,) = OverridesParser.create().parse_overrides([f"{key}={expression}"])
+    except OverrideParseException as e:
+        raise FloworkError(
+            f"cannot parse the search expression `{key}: {expression}`: {e}",
+            where=where,
+            fix="use interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), range(a,b,step) or choice(x,y)",
+        ) from None
+    if not override.is_sweep_override():
+        return ("fixed", override.value())
+    return to_distribution(override, where)
+
+
+def to_distribution(override: Any, where: str) -> Distribution:
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    value: Any = override.value()  # Hydra types start/end as Optional; a parsed sweep always has them
+    log = "log" in getattr(value, "tags", set())
+    if isinstance(value, ChoiceSweep):
+        return CategoricalDistribution([v for v in override.sweep_iterator()])
+    if isinstance(value, RangeSweep):
+        start, stop, step = (getattr(value, a) for a in ("start", "stop", "step"))
+        if all(isinstance(v, int) for v in (start, stop, step)):
+            last = start + ((stop - start - 1) // step) * step
+            return IntDistribution(int(start), int(last), step=int(step))
+        items = list(override.sweep_iterator())
+        return FloatDistribution(float(items[0]), float(items[-1]), step=float(step))
+    if isinstance(value, IntervalSweep):
+        value = SimpleNamespace(start=value.start, end=value.end)  # (Hydra types them Optional)
+        if value.start >= value.end:
+            raise FloworkError(
+                f"empty interval for `{override.key_or_group}`: start {value.start} >= end {value.end}",
+                where=where,
+                fix="write interval(low, high) with low < high",
+            )
+        if log and value.start <= 0:
+            raise FloworkError(
+                f"log interval for `{override.key_or_group}` must start above 0, got {value.start}",
+                where=where,
+                fix="use a positive lower bound, or drop tag(log, ...)",
+            )
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log)
+        return FloatDistribution(float(value.start), float(value.end), log=log)
+    raise FloworkError(f"unsupported sweep `{override.input_line}`", where=where)  # pragma: no cover
+
+
+def build_space(space: Mapping[str, str], sweeps: Mapping[str, Distribution], fixed: set[str], *, where: str) -> Space:
+    """A model's space from its search file; the command line replaces (`sweeps`) or fixes (`fixed`) keys."""
+    out = Space()
+    for key, expression in space.items():
+        if key in fixed or key in sweeps:
+            continue
+        parsed = parse(key, str(expression), where=f"{where}, key `search.space.{key}`")
+        if isinstance(parsed, tuple):
+            out.fixed[key] = parsed[1]
+        else:
+            out.params[key] = parsed
+    out.params.update(sweeps)
+    return out
+
+
+def override_value(value: Any) -> str:
+    """A sampled value as a Hydra override value (strings quoted so `a,b` or `1e-3` stay what they are)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def overrides_of(params: Mapping[str, Any]) -> list[str]:
+    return [f"{k}={override_value(v)}" for k, v in params.items()]
+
+
+def key_of(override_line: str) -> str:
+    return override_line.split("=", 1)[0].lstrip("+~")
+
+
+def split_arguments(arguments: Sequence[str]) -> tuple[list[str], dict[str, Distribution], list[str]]:
+    """Command-line overrides -> (models of `model=a,b`, sweep expressions by key, plain overrides).
+
+    Plain overrides fix their key for the sweep; a sweep expression replaces that key's search space.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    models: list[str] = []
+    sweeps: dict[str, Distribution] = {}
+    plain: list[str] = []
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        key = override.get_key_element()
+        if key == "model":
+            values = override.sweep_iterator() if override.is_sweep_override() else [override.value()]
+            models = [str(v) for v in values]
+        elif override.is_sweep_override():
+            sweeps[key] = to_distribution(override, where="command line")
+        else:
+            plain.append(str(override.input_line))
+    return models, sweeps, plain

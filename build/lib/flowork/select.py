@@ -1,0 +1,181 @@
+"""Pick the best trial of a sweep across its model studies, refit it, register it as `champion`; the leaderboard.
+
+Used at the end of every sweep and by `flowork select --sweep NAME`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from flowork.errors import FloworkError
+
+log = logging.getLogger("flowork.select")
+ALIAS = "champion"
+
+
+def study_rows(storage: Any, study_names: list[str], elapsed: float | None = None) -> list[dict[str, Any]]:
+    """One leaderboard row per study: best CV metric ± std, its holdout, trial counts, time."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from flowork.studies import counted
+
+    rows = []
+    for name in study_names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = [t for t in study.get_trials(deepcopy=False) if counted(t)]
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        best = None
+        if done:
+            pick = min if study.direction.name == "MINIMIZE" else max
+            best = pick(done, key=lambda t: float(t.value or 0.0))
+        rows.append(
+            {
+                "model": name.split("/", 1)[-1],
+                "study": name,
+                "direction": study.direction.name.lower(),
+                "best": best.value if best else None,
+                "std": best.user_attrs.get("std") if best else None,
+                "holdout": best.user_attrs.get("holdout") if best else None,
+                "trial": best.number if best else None,
+                "params": best.params if best else {},
+                "overrides": best.user_attrs.get("overrides") if best else None,
+                "run_id": best.user_attrs.get("run_id") if best else None,
+                "ok": len(done),
+                "failed": sum(t.state == TrialState.FAIL for t in trials),
+                "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+                "seconds": sum(t.user_attrs.get("seconds", 0.0) for t in trials),
+            }
+        )
+    ranked = [r for r in rows if r["best"] is not None]
+    sign = 1 if (ranked and ranked[0]["direction"] == "minimize") else -1
+    ranked.sort(key=lambda r: sign * r["best"])
+    return ranked + [r for r in rows if r["best"] is None]
+
+
+def leaderboard(plan: Any, storage: Any, elapsed: float) -> list[dict[str, Any]]:
+    return study_rows(storage, [s.name for s in plan.studies], elapsed)
+
+
+def render(rows: list[dict[str, Any]], metric: str = "metric") -> str:
+    """The leaderboard as a markdown table (printed, and written as leaderboard.md)."""
+
+    def num(x: float | None) -> str:
+        return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4f}"
+
+    lines = [
+        f"| rank | model | best CV {metric} ± std | holdout {metric} | trials ok / failed / pruned | time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(rows, 1):
+        lines.append(
+            f"| {i if r['best'] is not None else '-'} | {r['model']} | {num(r['best'])} ± {num(r['std'])} | "
+            f"{num(r['holdout'])} | {r['ok']} / {r['failed']} / {r['pruned']} | {r['seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_leaderboard(rows: list[dict[str, Any]], sweep_dir: str, metric: str = "metric") -> None:
+    Path(sweep_dir, "leaderboard.md").write_text(render(rows, metric) + "\n")
+    Path(sweep_dir, "leaderboard.json").write_text(json.dumps(rows, indent=2, default=str))
+    try:
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console(stderr=True).print(Markdown(render(rows, metric)))
+    except ImportError:  # pragma: no cover
+        print(render(rows, metric))
+
+
+def select_champion(
+    plan: Any,
+    storage: Any,
+    tracker: Any,
+    sweep_run: str,
+    compose: Callable[[list[str]], DictConfig],
+    sweep_dir: str,
+    config: DictConfig,
+) -> dict[str, Any]:
+    return champion(
+        study_rows(storage, [s.name for s in plan.studies]),
+        compose=compose,
+        tracker=tracker,
+        sweep=plan.sweep,
+        parent_run_id=sweep_run,
+        sweep_dir=sweep_dir,
+        model_name=str(config.tracking.model_name),
+    )
+
+
+def champion(
+    rows: list[dict[str, Any]],
+    *,
+    compose: Callable[[list[str]], DictConfig],
+    tracker: Any,
+    sweep: str,
+    parent_run_id: str | None,
+    sweep_dir: str,
+    model_name: str,
+    root: str | None = None,
+) -> dict[str, Any]:
+    """Refit the best row's trial (DESIGN §4), log it, register it under `model_name` with alias `champion`."""
+    import os
+
+    from flowork.run import run
+
+    best = next((r for r in rows if r["best"] is not None), None)
+    if best is None:
+        raise FloworkError(
+            f"sweep {sweep!r} has no completed trial to select",
+            fix="run the sweep (or resume it) until at least one trial completes",
+        )
+    overrides = [o for o in best["overrides"] if not o.startswith("tracking.log_model=")]
+    cfg = compose([*overrides, "tracking.log_model=true"])
+    tags = {"flowork.sweep": sweep, "flowork.role": ALIAS, "flowork.source_trial": f"{best['study']}#{best['trial']}"}
+    result = run(cfg, root=root or os.getcwd(), parent_run_id=parent_run_id, extra_tags=tags)
+    version = register(tracker, result.model_uri, model_name, result.run_id, tags)
+    summary = {
+        "sweep": sweep,
+        "model": best["model"],
+        "trial": best["trial"],
+        "cv": best["best"],
+        "cv_std": best["std"],
+        "holdout": result.holdout,
+        "params": best["params"],
+        "overrides": overrides,
+        "trial_run_id": best["run_id"],
+        "champion_run_id": result.run_id,
+        "registered_model": model_name,
+        "version": version,
+        "alias": ALIAS,
+        "model_uri": f"models:/{model_name}@{ALIAS}",
+    }
+    Path(sweep_dir, "best.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(summary)))
+    log.info(
+        "champion: %s (trial %s) cv %.4f, holdout %.4f -> %s version %s",
+        best["model"],
+        best["trial"],
+        best["best"],
+        result.holdout,
+        model_name,
+        version,
+    )
+    return summary
+
+
+def register(tracker: Any, model_uri: str | None, name: str, run_id: str | None, tags: dict[str, str]) -> str:
+    import mlflow
+
+    if model_uri is None:
+        raise FloworkError("the champion run logged no model", fix="keep tracking.log_model=true for selection")
+    mlflow.set_tracking_uri(tracker.uri)
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    tracker.client.set_registered_model_alias(name, ALIAS, version.version)
+    return str(version.version)

@@ -1,0 +1,161 @@
+"""The MLflow pyfunc every fitted model is served through: raw observations in, forecast out, any model family.
+
+Request: the most recent raw rows (the dataset's columns, time column included, at least `history` rows).
+Response: one row per forecast origin (the last row by default): the forecast time and the target's forecast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+try:  # mlflow is a dependency, but keep this module importable for unit tests of the pure parts
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover
+    PythonModel = object  # type: ignore[misc,assignment]
+
+
+@dataclass
+class ForecastSpec:
+    time_column: str
+    target: str
+    horizon: int
+    freq: str
+    columns: list[str]  # raw columns a request must carry (besides the time column)
+    history: int  # raw rows needed to forecast from the last one
+    features: list[str]  # the columns the model was trained on
+
+
+class BadRequest(ValueError):
+    """A request the model cannot answer; the message says what is wrong (served as HTTP 400)."""
+
+
+class Forecaster(PythonModel):
+    """The fitted model with its cleaning/feature pipeline: raw rows in, the forecast for the last row out."""
+
+    def __init__(self, pipeline: Any, model: Any, spec: ForecastSpec) -> None:
+        self.pipeline, self.model, self.spec = pipeline, model, spec
+
+    def features(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(request rows indexed by time, features of every origin the rows allow), or BadRequest."""
+        from flowork.data import set_time_index
+        from flowork.errors import FloworkError
+
+        s = self.spec
+        if len(raw) == 0:
+            raise BadRequest(
+                f"empty request: send the latest {s.history} rows (or more) of {[s.time_column, *s.columns]}"
+            )
+        missing = [c for c in [s.time_column, *s.columns] if c not in raw.columns]
+        if missing:
+            raise BadRequest(f"missing column(s) {missing}; a request needs {[s.time_column, *s.columns]}")
+        try:
+            frame = set_time_index(raw[[s.time_column, *s.columns]], s.time_column)
+        except FloworkError as e:
+            raise BadRequest(e.what) from None
+        if len(frame) < s.history:
+            raise BadRequest(f"too little history: {len(frame)} rows given, this model needs at least {s.history}")
+        X = self.pipeline(frame)
+        if list(map(str, X.columns)) != s.features:
+            lost = sorted(set(s.features) - set(map(str, X.columns)))
+            raise BadRequest(f"the request builds other features than training (missing {lost}): check its values")
+        return frame, X
+
+    def forecast(self, raw: pd.DataFrame, all_origins: bool = False) -> pd.DataFrame:
+        import numpy as np
+
+        s = self.spec
+        frame, X = self.features(raw)
+        if not all_origins:
+            if len(X) == 0 or X.index[-1] != frame.index[-1] or X.iloc[-1:].isna().to_numpy().any():
+                nan_cols = [c for c in s.columns if frame[c].tail(s.history).isna().any()]
+                raise BadRequest(
+                    f"cannot build features for the last row ({frame.index[-1]}): missing values (NaN) in "
+                    f"{nan_cols or 'the request'} within the last {s.history} rows"
+                )
+            X = X.iloc[-1:]
+        pred = np.asarray(self.model.predict(X), dtype=float).reshape(-1)
+        when = X.index.shift(s.horizon, freq=s.freq)
+        return pd.DataFrame({s.time_column: when, f"{s.target}_forecast": pred})
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            return self.forecast(model_input, bool((params or {}).get("all_origins", False)))
+        except BadRequest as e:
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def required_history(raw: pd.DataFrame, pipeline: Any, X_full: pd.DataFrame) -> int:
+    """Fewest trailing raw rows that reproduce the features of the last row (grows by doubling, then bisects)."""
+    last = X_full.iloc[-1]
+
+    def enough(k: int) -> bool:
+        try:
+            X = pipeline(raw.iloc[-k:])
+        except Exception:
+            return False
+        if len(X) == 0 or X.index[-1] != X_full.index[-1]:
+            return False
+        try:
+            pd.testing.assert_series_equal(X.iloc[-1], last, check_exact=False, rtol=1e-9)
+        except AssertionError:
+            return False
+        return True
+
+    hi = 1
+    while hi < len(raw) and not enough(hi):
+        hi *= 2
+    hi = min(hi, len(raw))
+    lo = hi // 2
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi
+
+
+def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_example: pd.DataFrame, root: str) -> str:
+    """Log the forecaster as an MLflow pyfunc that carries the project's user_code (no checkout needed to serve)."""
+    import logging
+    import os
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = raw_example.reset_index()
+    example[forecaster.spec.time_column] = example[forecaster.spec.time_column].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    output = forecaster.forecast(example)
+    # user_code and flowork travel with the model, so serving needs neither the checkout nor flowork installed.
+    flowork_dir = os.path.dirname(os.path.abspath(__file__))
+    code = [p for p in (os.path.join(root, "user_code"), flowork_dir) if os.path.isdir(p)]
+    # Quiet MLflow's generic cloudpickle notice: the model is flowork's own wrapper, loaded by its own user.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    mlflow.set_tracking_uri(tracker.uri)  # log_model only has the fluent (process-global) API
+    with mlflow.start_run(run_id=run_id, nested=True):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=forecaster,
+            code_paths=code,
+            # explicit: inferring requirements took 7 s here and got them wrong (DESIGN §11)
+            pip_requirements=pip_requirements(),
+            signature=infer_signature(example, output, params={"all_origins": False}),
+            input_example=example,
+            metadata={"history": forecaster.spec.history, "horizon": forecaster.spec.horizon},
+        )
+    return str(info.model_uri)
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for dist in ("mlflow", "pandas", "numpy", "scikit-learn", "xgboost-cpu", "prophet", "darts", "torch", "hydra-core"):
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return reqs

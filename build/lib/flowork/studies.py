@@ -1,0 +1,77 @@
+"""Optuna studies of a sweep: storage, naming, budgets and the trials a killed sweep left behind.
+
+A sweep `S` over models a, b has studies `S/a` and `S/b` in one storage. Trial user attributes carry what the
+leaderboard and the champion need: `overrides` (to recompose the trial's config), `run_id`, `std`, `holdout`,
+`seconds`, and `error` for failures.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flowork.errors import FloworkError
+
+KILLED = "killed"  # user attr on trials closed after their sweep died: they do not count against the budget
+EXCESS = "excess"  # user attr on a trial asked after its study's budget was spent by a concurrent worker
+
+
+def default_storage(sweep_dir: str) -> str:
+    return f"journal:{os.path.join(sweep_dir, 'optuna.journal')}"
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna storage from a URL; `journal:<path>` is a journal file (safe for parallel processes on one
+    machine, no server), anything else goes to Optuna (sqlite:///, postgresql://, mysql://, grpc ...)."""
+    import optuna
+
+    if url.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = url.removeprefix("journal:")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return JournalStorage(JournalFileBackend(path))
+    try:
+        return optuna.storages.get_storage(url)
+    except Exception as e:
+        raise FloworkError(
+            f"cannot open the Optuna storage {url}: {type(e).__name__}: {e}",
+            where="conf/config.yaml, key `sweep.storage`",
+            fix="use a reachable database URL, or null for a journal file in the sweep directory",
+        ) from None
+
+
+def study_name(sweep: str, model: str) -> str:
+    return f"{sweep}/{model}"
+
+
+def counted(trial: Any) -> bool:
+    """Whether a trial uses up budget: started ones (not WAITING in the queue), except killed and excess trials."""
+    return trial.state.name != "WAITING" and not (trial.user_attrs.get(KILLED) or trial.user_attrs.get(EXCESS))
+
+
+def budget_used(trials: list[Any]) -> int:
+    return sum(1 for t in trials if counted(t))
+
+
+def close_orphans(study: Any, reason: str, *, killed: bool) -> list[Any]:
+    """Mark trials still RUNNING (their process is gone) as FAIL; returns them.
+
+    `killed` trials (their sweep was stopped) do not count against the budget or the failure rate; trials whose
+    worker process died do. Optuna has no public API to annotate a trial another process asked for, hence
+    the storage calls.
+    """
+    from optuna.trial import TrialState
+
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in orphans:
+        study._storage.set_trial_user_attr(t._trial_id, KILLED if killed else "error", reason)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return list(orphans)
+
+
+def sweep_studies(storage: Any, sweep: str) -> list[str]:
+    import optuna
+
+    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(f"{sweep}/"))

@@ -1,0 +1,293 @@
+"""The sweep, in the main process: plan one study per model, start the workers, close what dies, pick the champion.
+
+1. `plan`: compose each model's config (fixed command-line keys included), build its search space, create or
+   resume its Optuna study and its MLflow run under the sweep's run (the tracking store is created here, once,
+   before any worker can race to create it).
+2. `launch`: `workers` long-lived jobs through Hydra's launcher (see `_worker.py`); a progress display polls storage.
+3. `finish`: trials left RUNNING by a dead worker become FAIL (Optuna) / FAILED (MLflow); the leaderboard is
+   printed and written; the best trial across studies is refit and registered as `champion`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from flowork.errors import FloworkError
+
+from ._worker import StudyPlan, SweepPlan, TrialWorker
+
+log = logging.getLogger("flowork.sweep")
+
+
+class FloworkSweeperImpl:
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+
+    def sweep(self, arguments: list[str]) -> Any:
+        import sys
+
+        try:
+            return self._sweep(arguments)
+        except FloworkError as e:
+            if os.environ.get("FLOWORK_TRACEBACK"):
+                raise
+            print(f"flowork: error: {e.render()}\n(set FLOWORK_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+            sys.exit(2)
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        from hydra.core.plugins import Plugins
+
+        from flowork.select import leaderboard, select_champion, write_leaderboard
+        from flowork.studies import close_orphans, default_storage, open_storage
+        from flowork.tracking import get_tracker, tracking_uri
+
+        name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
+        sweep_dir = str(self.config.hydra.sweep.dir)
+        Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+        root = os.getcwd()
+        uri = tracking_uri(self.config.tracking.uri, root)
+        tracker = get_tracker(
+            uri, self.config.tracking.experiment, self.config.tracking.artifact_location or f"file://{root}/mlartifacts"
+        )
+        storage_url = self.config.sweep.storage or default_storage(sweep_dir)
+        storage = open_storage(storage_url)
+        sweep_run = find_or_start_run(tracker, name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
+        plan = self.plan(arguments, name, storage, storage_url, tracker, sweep_run, uri)
+        for s in plan.studies:  # a resumed sweep: close what the killed one left running
+            study = load_study(storage, s.name)
+            for t in close_orphans(study, "closed when the sweep resumed", killed=True):
+                if rid := t.user_attrs.get("run_id"):
+                    tracker.end(rid, "KILLED")
+            kill_running_children(tracker, s.run_id)
+
+        workers = self.worker_count(plan)
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=self.hydra_context,
+            task_function=TrialWorker(plan, self.hydra_context, self.task_function, self.config),
+            config=self.config,
+        )
+        from flowork.progress import Progress
+
+        t0 = time.time()
+        try:
+            with Progress(plan, storage):
+                for attempt in range(3):  # relaunch when a worker process died while budget remains
+                    worker_overrides = [
+                        [f"sweep.name={name}", f"hydra.sweep.subdir=.workers/{attempt}_{k}"] for k in range(workers)
+                    ]
+                    try:
+                        returns = launcher.launch(worker_overrides, initial_job_idx=0)
+                        died = False
+                    except Exception as e:  # e.g. joblib's TerminatedWorkerError: a trial killed its process
+                        log.warning("a worker died (%s: %s); closing its trials", type(e).__name__, e)
+                        died = True
+                    else:
+                        raise_worker_errors(returns)
+                    closed = self.close_dead_trials(plan, storage, tracker)
+                    if not (died or closed) or not self.budget_left(plan, storage):
+                        break
+        except KeyboardInterrupt:
+            for s in plan.studies:
+                tracker.end(s.run_id, "KILLED")
+            tracker.end(sweep_run, "KILLED")
+            raise
+
+        board = leaderboard(plan, storage, time.time() - t0)
+        write_leaderboard(board, sweep_dir, str(self.config.metric.name))
+        for s in plan.studies:
+            tracker.end(s.run_id, "FINISHED")
+        ok = [row for row in board if row["best"] is not None]
+        if not ok:
+            tracker.end(sweep_run, "FAILED")
+            raise FloworkError(
+                f"every trial of sweep {name!r} failed; nothing to select",
+                where=f"{sweep_dir}/ (each trial's log) and the FAILED runs in MLflow (traceback.txt)",
+                fix="fix the error in the trials' tracebacks, then re-run the same command to resume",
+            )
+        if self.config.sweep.select:
+            select_champion(plan, storage, tracker, sweep_run, self.compose, sweep_dir, self.config)
+        tracker.end(sweep_run, "FINISHED")
+        return board
+
+    def compose(self, overrides: list[str]) -> DictConfig:
+        return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+
+    def plan(self, arguments, name, storage, storage_url, tracker, sweep_run, uri) -> SweepPlan:
+        import optuna
+
+        from flowork.schema import validate
+        from flowork.search import build_space, key_of, split_arguments
+        from flowork.studies import study_name
+
+        models, sweeps, plain = split_arguments(arguments)
+        plain = [o for o in plain if key_of(o) != "sweep.name"]  # set once, resolved, below
+        models = models or [str(self.config.model.name)]
+        fixed = {key_of(o) for o in plain}
+        studies = []
+        base = [f"sweep.name={name}"]
+        for model in models:
+            overrides = [*base, f"model={model}", *self.applicable(model, plain)]
+            cfg = validate(self.compose(overrides))
+            where = f"conf/search/{model}.yaml"
+            space = build_space(
+                cfg.search.space, {k: d for k, d in sweeps.items() if has_key(cfg, k)}, fixed, where=where
+            )
+            overrides += [f"{k}={v}" for k, v in ((k, _value(v)) for k, v in space.fixed.items())]
+            sname = f"{name}/{model}"
+            study = optuna.create_study(
+                study_name=study_name(name, model),
+                storage=storage,
+                load_if_exists=True,
+                direction=str(cfg.metric.direction),
+            )
+            if study.direction.name.lower() != str(cfg.metric.direction):
+                raise FloworkError(
+                    f"study {sname} was created to {study.direction.name.lower()} but metric.direction is "
+                    f"{cfg.metric.direction}",
+                    fix="use a new sweep.name for a different metric",
+                )
+            run_id = find_or_start_run(
+                tracker, model, {"flowork.sweep": name, "flowork.study": sname, "flowork.role": "study"}, sweep_run
+            )
+            deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
+            studies.append(StudyPlan(model, sname, overrides, space.params, cfg.search.n_trials, deadline, run_id))
+            log.info("study %s: %d trials, space %s", sname, cfg.search.n_trials, sorted(space.params))
+        unused = [k for k in sweeps if not any(k in s.params for s in studies)]
+        if unused:
+            raise FloworkError(
+                f"swept key(s) {unused} exist in none of the models' configs",
+                fix="check the key names with `python -m flowork model=NAME --cfg job`",
+            )
+        return SweepPlan(
+            sweep=name,
+            storage=storage_url,
+            studies=studies,
+            sampler=OmegaConf.to_container(self.config.sweep.sampler, resolve=True),
+            pruner=OmegaConf.to_container(self.config.sweep.pruner, resolve=True) if self.config.sweep.pruner else None,
+            seed=int(self.config.seed),
+            max_failure_rate=float(self.config.sweep.max_failure_rate),
+            tracking={
+                "uri": uri,
+                "experiment": tracker_experiment(self.config),
+                "artifact_location": self.config.tracking.artifact_location,
+            },
+        )
+
+    def applicable(self, model: str, plain: list[str]) -> list[str]:
+        """Command-line keys under `model.` apply to the models that have them (model.params.max_depth=6 with
+        model=ridge,xgb fixes xgb's depth and leaves ridge alone); a key no model has is an error (a typo)."""
+        from flowork.search import key_of
+
+        general = [o for o in plain if not key_of(o).startswith("model.")]
+        cfg = self.compose([f"model={model}", *general])
+        specific = [o for o in plain if key_of(o).startswith("model.")]
+        keep = [o for o in specific if o.startswith("+") or has_key(cfg, key_of(o))]
+        for o in specific:
+            if o not in keep and not any(
+                has_key(self.compose([f"model={m}"]), key_of(o)) for m in self.available_models()
+            ):
+                raise FloworkError(
+                    f"`{o}`: no model config has the key {key_of(o)!r}",
+                    fix="check the key with `python -m flowork model=NAME --cfg job`",
+                )
+        return [*general, *keep]
+
+    def available_models(self) -> list[str]:
+        return [p.stem for p in Path(os.getcwd(), "conf", "model").glob("*.yaml")]
+
+    def worker_count(self, plan: SweepPlan) -> int:
+        workers = self.config.sweep.workers
+        if workers is None:
+            n_jobs = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
+            workers = (os.cpu_count() or 1) if n_jobs == -1 else (n_jobs or 1)
+        total = sum(s.n_trials for s in plan.studies)
+        return max(1, min(int(workers), total))
+
+    def budget_left(self, plan: SweepPlan, storage: Any) -> bool:
+        from flowork.studies import budget_used
+
+        return any(
+            budget_used(load_study(storage, s.name).get_trials(deepcopy=False)) < s.n_trials for s in plan.studies
+        )
+
+    def close_dead_trials(self, plan: SweepPlan, storage: Any, tracker: Any) -> bool:
+        """Trials RUNNING after every worker returned belong to a process that died: FAIL them, with a note."""
+        from flowork.studies import close_orphans
+
+        any_closed = False
+        for s in plan.studies:
+            for t in close_orphans(load_study(storage, s.name), "its worker process died", killed=False):
+                any_closed = True
+                if rid := t.user_attrs.get("run_id") or find_trial_run(tracker, s.run_id, t.number):
+                    tracker.log_text(
+                        rid, "the process running this trial died (killed, out of memory or crashed)", "traceback.txt"
+                    )
+                    tracker.end(rid, "FAILED")
+        return any_closed
+
+
+def raise_worker_errors(returns: Any) -> None:
+    """A worker's own failure (not a trial's: those are recorded and the sweep goes on) is a bug or a broken
+    setup (storage, tracking); surface it instead of ending with an empty leaderboard."""
+    from hydra.core.utils import JobStatus
+
+    for ret in returns:
+        if ret.status == JobStatus.FAILED:
+            error = ret._return_value
+            if isinstance(error, FloworkError):
+                raise error
+            raise RuntimeError(f"a sweep worker failed: {type(error).__name__}: {error}") from error
+
+
+def _value(v: Any) -> str:
+    from flowork.search import override_value
+
+    return override_value(v)
+
+
+def has_key(cfg: DictConfig, key: str) -> bool:
+    return OmegaConf.select(cfg, key, default=KeyError) is not KeyError
+
+
+def tracker_experiment(config: DictConfig) -> str:
+    return str(config.tracking.experiment)
+
+
+def load_study(storage: Any, name: str) -> Any:
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def find_or_start_run(tracker: Any, run_name: str, tags: dict[str, str], parent: str | None) -> str:
+    """The run with these tags (a resumed sweep reuses its runs), else a new one."""
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    found = tracker.client.search_runs([tracker.experiment_id], filter_string=query, max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+        tracker.client.update_run(run_id, status="RUNNING")
+        return str(run_id)
+    return tracker.start(run_name, tags, parent)
+
+
+def kill_running_children(tracker: Any, parent: str) -> None:
+    for r in tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
+    ):
+        tracker.end(r.info.run_id, "KILLED")
+
+
+def find_trial_run(tracker: Any, parent: str, number: int) -> str | None:
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent}' and tags.`flowork.trial` = '{number}'",
+        max_results=1,
+    )
+    return str(runs[0].info.run_id) if runs else None

@@ -1,0 +1,219 @@
+"""A long-lived worker job: ask the shared studies for the next trial, run it as its own Hydra job, tell the result.
+
+The launcher (basic, joblib, Ray, ...) starts `workers` of these at once. Hydra's launcher interface is synchronous
+(launch a batch, wait for all of it), so launching *trials* as batches would idle a worker behind the slowest
+trial of each batch; launching *workers* that pull trials keeps every worker busy until the budgets are spent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.utils import JobStatus, run_job
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict, read_write
+
+log = logging.getLogger("flowork.sweep")
+
+
+@dataclass
+class StudyPlan:
+    model: str
+    name: str  # Optuna study name: <sweep>/<model>
+    overrides: list[str]  # composes this model's trial config (model=..., fixed command-line keys, space fixes)
+    params: dict[str, Any]  # key -> Optuna distribution
+    n_trials: int
+    deadline: float | None  # time.time() after which no new trial starts (search.timeout)
+    run_id: str  # MLflow run of the study (parent of its trials)
+
+
+@dataclass
+class SweepPlan:
+    sweep: str
+    storage: str
+    studies: list[StudyPlan]
+    sampler: Any  # config node of the sampler
+    pruner: Any
+    seed: int
+    max_failure_rate: float
+    min_trials_for_rate: int = 4
+    tracking: dict[str, Any] = field(default_factory=dict)  # uri, experiment, artifact_location
+
+
+class TrialWorker:
+    """The task the launcher runs `workers` times; each call loops over trials until no budget is left."""
+
+    def __init__(self, plan: SweepPlan, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig):
+        self.plan, self.hydra_context, self.task_function, self.config = plan, hydra_context, task_function, config
+        self.bases: dict[str, DictConfig] = {}  # composed config of each study, per worker process
+
+    def __call__(self, worker_cfg: DictConfig) -> dict[str, int]:
+        import optuna
+
+        from flowork import instantiate
+        from flowork.studies import open_storage
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        from hydra.core.hydra_config import HydraConfig
+
+        worker = int(HydraConfig.get().job.num)  # the task config has no `hydra` node
+        storage = open_storage(self.plan.storage)
+        studies = {}
+        for k, s in enumerate(self.plan.studies):
+            # distinct seeds per worker and study: identically seeded workers would propose identical trials
+            sampler = instantiate.bind(self.plan.sampler, where="sweep.sampler", call_args=0)
+            seeded = sampler.keywords.get("seed") is not None
+            kwargs = {"seed": self.plan.seed + 1000 * worker + k} if seeded else {}
+            pruner = (
+                instantiate.bind(self.plan.pruner, where="sweep.pruner", call_args=0)() if self.plan.pruner else None
+            )
+            studies[s.name] = optuna.load_study(
+                study_name=s.name, storage=storage, sampler=sampler(**kwargs), pruner=pruner
+            )
+        counts = {"complete": 0, "failed": 0, "pruned": 0}
+        rng = random.Random(worker)
+        while (plan := self.next_study(studies, rng)) is not None:
+            outcome = self.run_trial(plan, studies[plan.name])
+            if outcome:
+                counts[outcome] += 1
+        return counts
+
+    def next_study(self, studies: dict[str, Any], rng: random.Random) -> StudyPlan | None:
+        """The open study with the smallest share of its budget used, or None when all are done."""
+        from flowork.studies import budget_used, counted
+
+        open_plans = []
+        finished = failed = 0
+        for s in self.plan.studies:
+            trials = studies[s.name].get_trials(deepcopy=False)
+            used = budget_used(trials)
+            finished += sum(1 for t in trials if t.state.is_finished())
+            failed += sum(1 for t in trials if t.state.name == "FAIL" and counted(t))
+            if used < s.n_trials and (s.deadline is None or time.time() < s.deadline):
+                open_plans.append((used / s.n_trials, rng.random(), s))
+        if finished >= self.plan.min_trials_for_rate and failed / max(finished, 1) > self.plan.max_failure_rate:
+            log.error(
+                "stopping: %d of %d trials failed (sweep.max_failure_rate=%s)",
+                failed,
+                finished,
+                self.plan.max_failure_rate,
+            )
+            return None
+        return min(open_plans, key=lambda x: x[:2])[2] if open_plans else None
+
+    def run_trial(self, s: StudyPlan, study: Any) -> str | None:
+        from optuna.trial import TrialState
+
+        from flowork.run import TRIAL, TrialContext
+        from flowork.search import overrides_of
+        from flowork.studies import EXCESS, budget_used
+
+        trial = study.ask(fixed_distributions=s.params)
+        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        if budget_used(earlier) >= s.n_trials:  # another worker took the last slot between our check and ask
+            trial.set_user_attr(EXCESS, True)
+            study.tell(trial, state=TrialState.FAIL)
+            return None
+        overrides = [*s.overrides, "tracking.log_model=false", *overrides_of(trial.params)]
+        trial.set_user_attr("overrides", overrides)
+
+        def report(value: float, step: int) -> None:
+            import optuna
+
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step} (value {value:.4g})")
+
+        context = TrialContext(
+            parent_run_id=s.run_id,
+            tags={"flowork.sweep": self.plan.sweep, "flowork.study": s.name, "flowork.trial": str(trial.number)},
+            reporter=report,
+        )
+        t0 = time.perf_counter()
+        token = TRIAL.set(context)
+        try:
+            ret = self.launch_job(s, trial.number, overrides, trial.params)
+        finally:
+            TRIAL.reset(token)
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        return self.tell(study, trial, ret, context)
+
+    def launch_job(self, s: StudyPlan, number: int, overrides: list[str], params: dict[str, Any]) -> Any:
+        """The trial as its own Hydra job: own output dir (<sweep dir>/<model>/<trial>), own logs, own MLflow run."""
+        config = self.trial_config(s, overrides, params)
+        with read_write(config), read_write(config.hydra), open_dict(config):
+            config.hydra.job.id = f"{s.model}_{number}"
+            config.hydra.job.num = number
+        return run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+
+    def trial_config(self, s: StudyPlan, overrides: list[str], params: dict[str, Any]) -> DictConfig:
+        """Hydra's composition costs ~0.3 s here and a copy of a composed config ~0.15 s; a study's trials differ
+        only in the sampled values, so each worker composes the study's config once and sets every sampled key
+        on it before each trial (all trials of a study set the same keys; run_job works on its own copy).
+        A sampled config *group* (features=...) changes the defaults tree, so that trial is composed in full."""
+        from omegaconf import OmegaConf
+
+        n_fixed = len(overrides) - len(params)
+        base = self.bases.get(s.name)
+        if base is None:
+            base = self.bases[s.name] = self.hydra_context.config_loader.load_sweep_config(
+                self.config, overrides[:n_fixed]
+            )
+        if any(key in base.hydra.runtime.choices for key in params):
+            return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with read_write(base), read_write(base.hydra), open_dict(base):  # run_job leaves `hydra` read-only
+            for key, value in params.items():
+                OmegaConf.update(base, key, value, merge=False)
+            base.hydra.overrides.task = list(overrides)
+        return base
+
+    def tell(self, study: Any, trial: Any, ret: Any, context: Any) -> str:
+        import optuna
+        from optuna.trial import TrialState
+
+        if context.run_id:
+            trial.set_user_attr("run_id", context.run_id)
+        if ret.status == JobStatus.COMPLETED:
+            value = ret.return_value
+            if isinstance(value, int | float) and math.isfinite(value):
+                if context.result is not None:
+                    trial.set_user_attr("std", context.result.std)
+                    trial.set_user_attr("holdout", context.result.holdout)
+                study.tell(trial, float(value))
+                return "complete"
+            error: BaseException = ValueError(f"the trial returned {value!r}, not a finite number")
+        else:
+            error = ret._return_value
+        if isinstance(error, optuna.TrialPruned):
+            study.tell(trial, state=TrialState.PRUNED)
+            return "pruned"
+        trial.set_user_attr("error", str(error)[:2000])
+        if context.run_id is None:  # failed before its MLflow run existed: record it anyway
+            record_failed_run(self.plan, context, error)
+            trial.set_user_attr("run_id", context.run_id)
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %s of %s failed: %s", trial.number, study.study_name, str(error).splitlines()[0])
+        return "failed"
+
+
+def record_failed_run(plan: SweepPlan, context: Any, error: BaseException) -> None:
+    from flowork.tracking import get_tracker
+
+    tracker = get_tracker(plan.tracking["uri"], plan.tracking["experiment"], plan.tracking.get("artifact_location"))
+    run_id = tracker.start(f"trial {context.tags['flowork.trial']}", context.tags, context.parent_run_id)
+    tracker.log_text(run_id, "".join(traceback.format_exception(error)), "traceback.txt")
+    tracker.log(run_id, tags={"flowork.error": str(error)[:5000]})
+    tracker.end(run_id, "FAILED")
+    context.run_id = run_id

@@ -1,0 +1,167 @@
+"""`flowork init` and `flowork add-model`: a new project, and a new model, without reading flowork's code.
+
+The example project is this repository's own `conf/`, `user_code/` and `data/` (one source of truth): found next to
+the package in a source checkout, or under `<prefix>/share/flowork/example` where a wheel installs it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+from flowork.errors import FloworkError
+
+EXAMPLE_FILES = ("conf", "user_code", "data")
+BLANK_MODELS = ("ridge", "xgb", "darts_nbeats")  # models whose features work on any single numeric series
+BLANK_FEATURES = ("univariate", "windows")
+
+
+def example_source() -> Path:
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here, Path(sys.prefix, "share", "flowork", "example")):
+        if (candidate / "conf" / "config.yaml").exists() and (candidate / "user_code").is_dir():
+            return candidate
+    raise FloworkError(
+        "the example project is not installed with this flowork",
+        fix="install flowork from its source checkout (pip install -e .) or a wheel built from it",
+    )
+
+
+def template(name: str) -> str:
+    return resources.files("flowork").joinpath("templates", name).read_text()
+
+
+def flowork_source() -> str:
+    """How the new project's Makefile installs this flowork: its checkout when there is one."""
+    root = Path(__file__).resolve().parents[1]
+    return f"-e {root}[all]" if (root / "pyproject.toml").exists() else "flowork[all]"
+
+
+def init(target: Path, example: str = "temperature", force: bool = False) -> list[str]:
+    """Create a project in `target`; returns the numbered next steps."""
+    if example not in ("temperature", "blank"):
+        raise FloworkError(f"unknown example {example!r}", fix="use --example temperature or --example blank")
+    if target.exists() and any(target.iterdir()) and not force:
+        raise FloworkError(f"{target} is not empty", fix="choose a new directory, or pass --force to write into it")
+    source = example_source()
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", target.resolve().name).strip("-") or "forecast"
+    target.mkdir(parents=True, exist_ok=True)
+    for part in EXAMPLE_FILES:
+        shutil.copytree(
+            source / part, target / part, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "local")
+        )
+    config = (target / "conf" / "config.yaml").read_text()
+    config = re.sub(r"experiment: \S+", f"experiment: {name}", config)
+    config = re.sub(r"model_name: \S+", f"model_name: {name}-forecaster", config)
+    models = sorted(p.stem for p in (target / "conf" / "model").glob("*.yaml"))
+    if example == "blank":
+        config, models = make_blank(target, config)
+    (target / "conf" / "config.yaml").write_text(config)
+    steps = blank_steps() if example == "blank" else example_steps()
+    (target / "README.md").write_text(template("README.md").format(name=name, steps="\n".join(steps)))
+    (target / "Makefile").write_text(
+        template("Makefile").format(
+            flowork_source=flowork_source(), model_name=f"{name}-forecaster", models=",".join(models)
+        )
+    )
+    (target / ".gitignore").write_text(template("gitignore"))
+    return steps
+
+
+def make_blank(target: Path, config: str) -> tuple[str, list[str]]:
+    """Keep the models and features that work on any single series; the data config is all ??? to fill."""
+    conf = target / "conf"
+    for path in conf.glob("data/*.yaml"):
+        path.unlink()
+    (conf / "data" / "main.yaml").write_text(template("blank_data.yaml"))
+    for group, keep in (("model", BLANK_MODELS), ("search", BLANK_MODELS), ("features", BLANK_FEATURES)):
+        for path in (conf / group).glob("*.yaml"):
+            if path.stem not in keep:
+                path.unlink()
+    for model in BLANK_MODELS:
+        path = conf / "model" / f"{model}.yaml"
+        path.write_text(path.read_text().replace("features: tabular", "features: univariate"))
+    ridge_search = conf / "search" / "ridge.yaml"
+    ridge_search.write_text(re.sub(r"\n  features\.build\.exog_lags:.*", "", ridge_search.read_text()))
+    for path in (target / "data").iterdir():
+        path.unlink()
+    (target / "data" / "README.md").write_text(
+        "Put your dataset here (csv or parquet) and name it in conf/data/main.yaml (`uri`).\n"
+    )
+    config = re.sub(r"  - data: \S+", "  - data: main", config)
+    config = re.sub(r"  - features: \S+", "  - features: univariate", config)
+    return config, list(BLANK_MODELS)
+
+
+def example_steps() -> list[str]:
+    return [
+        "1. `make run` — the example sweep on `data/seattle_weather_daily.csv` (next-day max temperature).",
+        "2. `make ui` — look at the runs; `multirun/<sweep>/leaderboard.md` and `best.yaml` summarise the sweep.",
+        "3. `make serve-best` — the champion behind a REST endpoint.",
+        "4. Your own data: add `conf/data/<name>.yaml` (copy `seattle_weather.yaml`), run with `data=<name>`.",
+        "5. Your own model: `flowork add-model NAME --like ridge`, fill in the function, `make check`.",
+    ]
+
+
+def blank_steps() -> list[str]:
+    return [
+        "1. Put your dataset (csv or parquet) in `data/`.",
+        "2. Fill the `???` keys of `conf/data/main.yaml`: `uri`, `time_column`, `freq`, `target.column`.",
+        "3. `make check` — every config composes, every `_target_` imports, the contracts and the leakage check "
+        "pass on a sample.",
+        "4. `make run` — the sweep over ridge, xgb and darts_nbeats; the best is registered as `champion`.",
+        "5. Tune features in `conf/features/univariate.yaml` (lags, windows) or add your own script to "
+        "`user_code/features.py`; add models with `flowork add-model NAME --like ridge`.",
+    ]
+
+
+def add_model(root: Path, name: str, like: str = "ridge") -> list[Path]:
+    """conf/model/NAME.yaml, conf/search/NAME.yaml and a training-function stub in user_code/models.py."""
+    conf, models_py = root / "conf", root / "user_code" / "models.py"
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise FloworkError(f"model name {name!r} is not a lowercase Python identifier", fix="use e.g. my_model")
+    like_cfg = conf / "model" / f"{like}.yaml"
+    if not like_cfg.exists():
+        raise FloworkError(
+            f"no model {like!r} to start from",
+            where=str(conf / "model"),
+            fix=f"use --like with one of {sorted(p.stem for p in (conf / 'model').glob('*.yaml'))}",
+        )
+    if (conf / "model" / f"{name}.yaml").exists() or re.search(rf"^def {name}\(", models_py.read_text(), re.M):
+        raise FloworkError(f"model {name!r} already exists", fix="pick another name, or edit the existing model")
+    like_text = like_cfg.read_text()
+    target = re.search(r"_target_:\s*(\S+)", like_text)
+    if target is None:
+        raise FloworkError(f"{like_cfg} has no train._target_", fix="start from another model with --like")
+    module, function = target.group(1).rsplit(".", 1)
+    model_yaml = conf / "model" / f"{name}.yaml"
+    model_yaml.write_text(
+        f"# {name}: started from the {like} model (flowork add-model); edit its params and features.\n"
+        + re.sub(
+            r"^name: \S+", f"name: {name}", like_text.replace(target.group(1), f"user_code.models.{name}"), flags=re.M
+        )
+    )
+    search_yaml = conf / "search" / f"{name}.yaml"
+    like_search = conf / "search" / f"{like}.yaml"
+    search_yaml.write_text(
+        f"# Search space and budget of {name} (started from {like}'s): python -m flowork model={name} -m\n"
+        + (like_search.read_text() if like_search.exists() else "n_trials: 20\ntimeout: null\nspace: {}\n")
+    )
+    call = function if module == "user_code.models" else f"_{function}"
+    imports = "" if module == "user_code.models" else f"    from {module} import {function} as _{function}\n\n"
+    with models_py.open("a") as f:
+        f.write(f'''
+
+def {name}(X: pd.DataFrame, y: pd.Series, **params: Any) -> Any:
+    """{name}: fit on X (one row of features per time, indexed by time) and y (the target `horizon` steps after
+    each row); return a fitted model whose `predict(X)` gives one value per row of X, in X's order.
+
+    Fit everything learned from data (scalers, encoders, the estimator) in here, so that it sees the training rows
+    of each fold only; import heavy libraries in here. Started as a copy of `{like}`: replace the body with yours.
+    """
+{imports}    return {call}(X, y, **params)
+''')
+    return [model_yaml, search_yaml, models_py]

@@ -1,0 +1,107 @@
+"""`flowork init`, `add-model` and `check` in a fresh directory, as a new user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FLOWORK = [sys.executable, "-m", "flowork.cli"]
+
+
+def cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*FLOWORK, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def job(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flowork", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    out = cli("init", "proj", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    return tmp_path / "proj"
+
+
+def test_init_example_add_model_check_and_sweep(project):
+    for path in (
+        "conf/config.yaml",
+        "user_code/models.py",
+        "data/seattle_weather_daily.csv",
+        "Makefile",
+        ".gitignore",
+        "README.md",
+    ):
+        assert (project / path).exists(), path
+    assert "make run" in (project / "README.md").read_text()
+    out = cli("add-model", "my_model", "--like", "xgb", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert "def my_model(" in (project / "user_code/models.py").read_text()
+    assert cli("add-model", "my_model", cwd=project).returncode != 0  # no overwrite
+    check = cli("check", "--rows", "300", cwd=project)
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert "model my_model" in check.stdout and "FAIL" not in check.stdout
+    sweep = job(
+        "model=ridge,my_model", "search.n_trials=2", "data.backtest.folds=2", "sweep.name=first", "-m", cwd=project
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    board = (project / "multirun/first/leaderboard.md").read_text()
+    rows = {line.split("|")[2].strip(): line for line in board.splitlines()[2:]}
+    assert set(rows) == {"ridge", "my_model"} and all("2 / 0 / 0" in line for line in rows.values())
+
+
+def test_init_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    out = cli("init", "busy", cwd=tmp_path)
+    assert out.returncode != 0 and "not empty" in out.stderr and "--force" in out.stderr
+    assert cli("init", "busy", "--force", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_blank_project_points_at_what_to_fill(tmp_path):
+    assert cli("init", "blank", "--example", "blank", cwd=tmp_path).returncode == 0
+    project = tmp_path / "blank"
+    readme = (project / "README.md").read_text()
+    for key in ("uri", "time_column", "freq", "target.column"):
+        assert f"`{key}`" in readme
+    out = job("model=ridge", cwd=project)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "still marked ???" in out.stderr and "conf/data/main.yaml" in out.stderr
+    for key in ("data.uri", "data.time_column", "data.freq", "data.target.column"):
+        assert key in out.stderr
+    check = cli("check", cwd=project)
+    assert check.returncode != 0 and "???" in check.stdout
+
+
+def test_check_catches_leaky_features_and_broken_training(project):
+    features = project / "user_code/features.py"
+    features.write_text(
+        features.read_text().replace(
+            'cols[f"{target}_mean{w}"] = roll.mean()',
+            'cols[f"{target}_mean{w}"] = df[target].rolling(w, center=True).mean()',
+        )
+    )
+    models = project / "user_code/models.py"
+    models.write_text(
+        models.read_text().replace(  # N-BEATS uses other features, so its training is reached
+            "    return NBeatsForecaster(model, horizon, freq, mean, scale)", "    return None"
+        )
+    )
+    out = cli("check", "--rows", "300", cwd=project)
+    assert out.returncode == 1
+    assert "leakage" in out.stdout and "temp_max_mean7" in out.stdout
+    assert "has no predict" in out.stdout
