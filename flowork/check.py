@@ -118,9 +118,12 @@ def run_checks(root: Path, rows: int = 400) -> Iterator[Result]:
     for group in GROUPS:
         for option in options(conf, group):
             extra = [f"model={option}"] if group == "search" and option in models else []
-            yield attempt(
-                f"compose {group}={option}", lambda g=group, o=option, e=extra: bool(composed(f"{g}={o}", *e)) and ""
-            )
+
+            def compose_option(g: str = group, o: str = option, e: list[str] = extra) -> str:
+                composed(f"{g}={o}", *e)
+                return ""
+
+            yield attempt(f"compose {group}={option}", compose_option)
     for model in models:
 
         def contract(m: str = model) -> str:
