@@ -13,7 +13,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 # One install command, used by the README, CI and the Dockerfile: torch's CPU build first (an unpinned torch pulls
 # a multi-GB CUDA build), then the project with every model family, under the pins in constraints.txt.
-INSTALL := pip install torch==2.13.0 && pip install -c constraints.txt -e '.[all,dev]'
+# The Dockerfile runs this same target with EXTRAS=all and PyTorch's CPU index.
+EXTRAS ?= all,dev
+TORCH_INDEX ?=
+INSTALL := pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )torch==2.13.0 && pip install -c constraints.txt -e '.[$(EXTRAS)]'
+IMAGE ?= flowork
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +26,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 	source $(BIN)/activate && $(INSTALL)
 	touch $@
 
-.PHONY: help install run test test-slow test-full lint select serve-best ui clean
+.PHONY: help install run test test-slow test-full lint select serve-best ui clean docker-build docker-run docker-serve-best docker-lint
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
@@ -52,6 +56,22 @@ lint: install  ## ruff + mypy
 	$(BIN)/ruff check flowork hydra_plugins user_code tests
 	$(BIN)/ruff format --check flowork hydra_plugins user_code tests
 	$(BIN)/mypy flowork
+
+docker-build:  ## build the flowork image (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
+docker-run:  ## python -m flowork $(ARGS) in the image, with conf/, user_code/, data/ and outputs mounted
+	mkdir -p multirun mlartifacts
+	docker run --rm -v $(CURDIR)/conf:/app/conf -v $(CURDIR)/user_code:/app/user_code -v $(CURDIR)/data:/app/data \
+		-v $(CURDIR)/multirun:/app/multirun -v $(CURDIR)/mlartifacts:/app/mlartifacts -v flowork-store:/app/store \
+		$(if $(MLFLOW_TRACKING_URI),-e MLFLOW_TRACKING_URI) $(IMAGE) $(ARGS)
+
+docker-serve-best: install  ## build the champion's serving image with MLflow ($(IMAGE)-champion, port 8080)
+	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models build-docker -m "models:/$(MODEL_NAME)@champion" \
+		-n $(IMAGE)-champion
+
+docker-lint: install  ## lint the Dockerfile offline (hadolint)
+	$(BIN)/hadolint Dockerfile
 
 ui: install  ## MLflow UI on the embedded store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)

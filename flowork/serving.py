@@ -141,7 +141,7 @@ def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_exampl
             python_model=forecaster,
             code_paths=code,
             # explicit: inferring requirements took 7 s here and got them wrong (DESIGN §11)
-            pip_requirements=pip_requirements(),
+            pip_requirements=pip_requirements(forecaster),
             signature=infer_signature(example, output, params={"all_origins": False}),
             input_example=example,
             metadata={"history": forecaster.spec.history, "horizon": forecaster.spec.horizon},
@@ -149,13 +149,21 @@ def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_exampl
     return str(info.model_uri)
 
 
-def pip_requirements() -> list[str]:
+def pip_requirements(model: Any) -> list[str]:
+    """What serving `model` needs: the core stack, plus each model library its pickle refers to (a ridge champion
+    does not pull torch). Local version tags (torch's `+cpu`) are dropped: no index pip reads by default has them."""
     from importlib.metadata import PackageNotFoundError, version
 
+    import cloudpickle
+
+    blob = cloudpickle.dumps(model)
+    core = ["mlflow", "cloudpickle", "pandas", "numpy", "scikit-learn", "hydra-core", "omegaconf"]
+    optional = {"xgboost": "xgboost-cpu", "prophet": "prophet", "darts": "darts", "torch": "torch"}
+    wanted = core + [dist for module, dist in optional.items() if module.encode() in blob]
     reqs = []
-    for dist in ("mlflow", "pandas", "numpy", "scikit-learn", "xgboost-cpu", "prophet", "darts", "torch", "hydra-core"):
+    for dist in wanted:
         try:
-            reqs.append(f"{dist}=={version(dist)}")
+            reqs.append(f"{dist}=={version(dist).split('+')[0]}")
         except PackageNotFoundError:
             continue
     return reqs
