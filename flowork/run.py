@@ -247,7 +247,10 @@ def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig) -> Non
             )
         DATASETS[key] = (ds._to_mlflow_entity(), ds.digest)
     entity, digest = DATASETS[key]
-    tracker.client.log_inputs(run_id, datasets=[DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
+    from flowork.tracking import retrying
+
+    inputs = [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])]
+    retrying(tracker.client.log_inputs, run_id, datasets=inputs)
     tracker.log(run_id, tags={"flowork.data_digest": digest})
 
 

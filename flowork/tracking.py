@@ -79,6 +79,24 @@ def get_tracker(uri: str, experiment: str, artifact_location: str | None = None)
     return _TRACKERS[key]
 
 
+RETRYABLE = ("database is locked", "UNIQUE constraint failed", "Deadlock", "could not serialize")
+
+
+def retrying(fn: Any, *args: Any, attempts: int = 5, **kwargs: Any) -> Any:
+    """Call an MLflow write, retrying the races parallel workers hit on a shared store: sqlite's "database is
+    locked", and two workers inserting the same dataset row at once (the retry finds it and reuses it)."""
+    import random
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if attempt == attempts - 1 or not any(text in str(e) for text in RETRYABLE):
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+
+
 class Tracker:
     """One MLflow experiment and the runs flowork writes to it."""
 
@@ -115,7 +133,7 @@ class Tracker:
     def start(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
         if parent_run_id:
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run = retrying(self.client.create_run, self.experiment_id, run_name=name, tags=tags)
         return str(run.info.run_id)
 
     def log(
@@ -135,14 +153,14 @@ class Tracker:
         m = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
         t = [RunTag(k, str(v)) for k, v in tags.items()]
         while p or m or t:
-            self.client.log_batch(run_id, metrics=m[:1000], params=p[:100], tags=t[:100])
+            retrying(self.client.log_batch, run_id, metrics=m[:1000], params=p[:100], tags=t[:100])
             p, m, t = p[100:], m[1000:], t[100:]
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
-        self.client.log_text(run_id, text, path)
+        retrying(self.client.log_text, run_id, text, path)
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status)
+        retrying(self.client.set_terminated, run_id, status)
 
     @contextmanager
     def run(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> Iterator[str]:

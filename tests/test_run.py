@@ -88,6 +88,7 @@ ERRORS = [
             "~features.build.categorical",
             "~features.build.calendar",
             "~features.build.horizon",
+            "~features.build.freq",
         ],
         "leakage: feature column(s) ['tomorrow']",
         "conf/features",
