@@ -101,6 +101,52 @@ def select(
 
 
 @app.command()
+def report(
+    sweep: Annotated[str | None, typer.Option(help="sweep name (default: the latest under multirun/)")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: multirun/NAME/optuna.journal)")] = None,
+) -> None:
+    """(Re)draw a sweep's charts and write its self-contained HTML report, multirun/NAME/report.html."""
+    try:
+        from hydra import compose, initialize_config_dir
+        from omegaconf import OmegaConf
+
+        from flowork.charts.draw import sweep_report
+        from flowork.select import study_rows
+        from flowork.studies import default_storage, open_storage, sweep_studies
+        from flowork.tracking import get_tracker, tracking_uri
+
+        root = os.getcwd()
+        sys.path.insert(0, root)
+        name = sweep or latest_sweep(Path(root, "multirun"))
+        sweep_dir = Path(root, "multirun", name)
+        store = open_storage(storage or default_storage(str(sweep_dir)))
+        rows = study_rows(store, sweep_studies(store, name))
+        if not rows:
+            raise FloworkError(f"sweep {name!r} has no studies", fix="check the name (ls multirun/) or --storage")
+
+        def compose_cfg(overrides: list[str]):
+            with initialize_config_dir(str(Path(root, "conf")), version_base="1.3"):
+                return compose("config", overrides=overrides)
+
+        cfg = compose_cfg([f"sweep.name={name}"])
+        tracker = get_tracker(tracking_uri(cfg.tracking.uri, root), cfg.tracking.experiment,
+                              cfg.tracking.artifact_location or f"file://{root}/mlartifacts")
+        champion = None
+        if (sweep_dir / "best.yaml").exists():
+            champion = OmegaConf.to_container(OmegaConf.load(sweep_dir / "best.yaml"))
+            champion["cfg"] = compose_cfg(list(champion["overrides"]))  # type: ignore[index,call-overload]
+        parents = tracker.client.search_runs(
+            [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
+        )
+        page = sweep_report(tracker=tracker, storage=store, rows=rows, sweep=name, sweep_dir=sweep_dir,
+                            sweep_run=parents[0].info.run_id if parents else None, champion=champion,  # type: ignore[arg-type]
+                            cfg=cfg, root=root)
+        typer.echo(f"report: {page}")
+    except FloworkError as e:
+        fail(e)
+
+
+@app.command()
 def check(
     rows: Annotated[int, typer.Option(help="rows of the data sample the contracts run on")] = 400,
 ) -> None:

@@ -25,6 +25,7 @@ class Direction(StrEnum):
 class TargetConfig:
     column: str = MISSING  # the column to forecast
     horizon: int = 1  # steps (rows) ahead of each row's time
+    unit: str = ""  # shown on chart axes (°C, kWh ...)
 
 
 @dataclass
@@ -93,6 +94,18 @@ class SweepConfig:
     select: bool = True  # register the best model as `champion` when the sweep ends
 
 
+class ChartSet(StrEnum):
+    none = "none"  # no charts
+    best = "best"  # the champion (performance + explainability) and each study's best trial (performance)
+    all = "all"  # also every trial's performance charts (adds ~1 s per trial)
+
+
+@dataclass
+class ChartsConfig:
+    trials: ChartSet = ChartSet.best
+    report: bool = True  # <sweep dir>/report.html, one self-contained page per sweep
+
+
 @dataclass
 class FloworkConfig:
     data: DataConfig = field(default_factory=DataConfig)
@@ -102,6 +115,7 @@ class FloworkConfig:
     metric: MetricConfig = field(default_factory=MetricConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    charts: ChartsConfig = field(default_factory=ChartsConfig)
     threads: int = 1  # BLAS/torch/xgboost threads per job; parallel workers each keep one core busy
     seed: int = 0
 

@@ -158,6 +158,7 @@ def champion(
         "model_uri": f"models:/{model_name}@{ALIAS}",
     }
     Path(sweep_dir, "best.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(summary)))
+    summary["cfg"] = cfg  # for the charts of the champion (not part of best.yaml)
     log.info(
         "champion: %s (trial %s) cv %.4f, holdout %.4f -> %s version %s",
         best["model"],

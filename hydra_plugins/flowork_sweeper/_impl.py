@@ -111,8 +111,15 @@ class FloworkSweeperImpl:
                 where=f"{sweep_dir}/ (each trial's log) and the FAILED runs in MLflow (traceback.txt)",
                 fix="fix the error in the trials' tracebacks, then re-run the same command to resume",
             )
+        summary = None
         if self.config.sweep.select:
-            select_champion(plan, storage, tracker, sweep_run, self.compose, sweep_dir, self.config)
+            summary = select_champion(plan, storage, tracker, sweep_run, self.compose, sweep_dir, self.config)
+        if self.config.charts.trials != "none" and self.config.charts.report:
+            from flowork.charts.draw import sweep_report
+
+            page = sweep_report(tracker=tracker, storage=storage, rows=board, sweep=name, sweep_dir=Path(sweep_dir),
+                                sweep_run=sweep_run, champion=summary, cfg=self.config, root=root)
+            log.info("report: %s", page)
         tracker.end(sweep_run, "FINISHED")
         return board
 

@@ -44,6 +44,9 @@ class SweepPlan:
     max_failure_rate: float
     min_trials_for_rate: int = 4
     tracking: dict[str, Any] = field(default_factory=dict)  # uri, experiment, artifact_location
+    charts: str = "best"  # "all": every trial's performance charts, drawn by the worker after the trial
+    charts_dir: str = ""
+    unit: str = ""
 
 
 class TrialWorker:
@@ -192,6 +195,8 @@ class TrialWorker:
                     trial.set_user_attr("std", context.result.std)
                     trial.set_user_attr("holdout", context.result.holdout)
                 study.tell(trial, float(value))
+                if self.plan.charts == "all" and context.run_id:
+                    self.trial_charts(study, trial, context.run_id)
                 return "complete"
             error: BaseException = ValueError(f"the trial returned {value!r}, not a finite number")
         else:
@@ -206,6 +211,19 @@ class TrialWorker:
         study.tell(trial, state=TrialState.FAIL)
         log.warning("trial %s of %s failed: %s", trial.number, study.study_name, str(error).splitlines()[0])
         return "failed"
+
+
+    def trial_charts(self, study: Any, trial: Any, run_id: str) -> None:
+        from pathlib import Path
+
+        from flowork.charts.draw import run_charts
+        from flowork.tracking import get_tracker
+
+        t = self.plan.tracking
+        tracker = get_tracker(t["uri"], t["experiment"], t.get("artifact_location"))
+        model = study.study_name.split("/", 1)[-1]
+        run_charts(tracker, run_id, Path(self.plan.charts_dir, f"{model}_{trial.number}"),
+                   f"{model} trial {trial.number}", self.plan.unit)
 
 
 def record_failed_run(plan: SweepPlan, context: Any, error: BaseException) -> None:
