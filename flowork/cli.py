@@ -103,7 +103,9 @@ def select(
 @app.command()
 def report(
     sweep: Annotated[str | None, typer.Option(help="sweep name (default: the latest under multirun/)")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: multirun/NAME/optuna.journal)")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: multirun/NAME/optuna.journal)")
+    ] = None,
 ) -> None:
     """(Re)draw a sweep's charts and write its self-contained HTML report, multirun/NAME/report.html."""
     try:
@@ -129,8 +131,11 @@ def report(
                 return compose("config", overrides=overrides)
 
         cfg = compose_cfg([f"sweep.name={name}"])
-        tracker = get_tracker(tracking_uri(cfg.tracking.uri, root), cfg.tracking.experiment,
-                              cfg.tracking.artifact_location or f"file://{root}/mlartifacts")
+        tracker = get_tracker(
+            tracking_uri(cfg.tracking.uri, root),
+            cfg.tracking.experiment,
+            cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
+        )
         champion = None
         if (sweep_dir / "best.yaml").exists():
             champion = OmegaConf.to_container(OmegaConf.load(sweep_dir / "best.yaml"))
@@ -138,9 +143,17 @@ def report(
         parents = tracker.client.search_runs(
             [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
         )
-        page = sweep_report(tracker=tracker, storage=store, rows=rows, sweep=name, sweep_dir=sweep_dir,
-                            sweep_run=parents[0].info.run_id if parents else None, champion=champion,  # type: ignore[arg-type]
-                            cfg=cfg, root=root)
+        page = sweep_report(
+            tracker=tracker,
+            storage=store,
+            rows=rows,
+            sweep=name,
+            sweep_dir=sweep_dir,
+            sweep_run=parents[0].info.run_id if parents else None,
+            champion=champion,  # type: ignore[arg-type]
+            cfg=cfg,
+            root=root,
+        )
         typer.echo(f"report: {page}")
     except FloworkError as e:
         fail(e)

@@ -13,8 +13,17 @@ import pandas as pd
 from flowork.charts.style import ACCENT, FORECAST, figure, save
 
 
-def permutation_importance(model: Any, X: pd.DataFrame, y: pd.Series, out: Path, title: str, unit: str,
-                           repeats: int = 3, top: int = 20, seed: int = 0) -> Path:
+def permutation_importance(
+    model: Any,
+    X: pd.DataFrame,
+    y: pd.Series,
+    out: Path,
+    title: str,
+    unit: str,
+    repeats: int = 3,
+    top: int = 20,
+    seed: int = 0,
+) -> Path:
     """Increase in MAE when one feature's column is shuffled (model-agnostic, on the rows given)."""
     rng = np.random.default_rng(seed)
     base = float(np.mean(np.abs(np.asarray(model.predict(X), dtype=float) - y.to_numpy())))
@@ -26,11 +35,17 @@ def permutation_importance(model: Any, X: pd.DataFrame, y: pd.Series, out: Path,
         for _ in range(repeats):
             shuffled = X.copy()
             shuffled[col] = rng.permutation(shuffled[col].to_numpy())
-            deltas.append(float(np.mean(np.abs(np.asarray(model.predict(shuffled), dtype=float) - y.to_numpy()))) - base)
+            deltas.append(
+                float(np.mean(np.abs(np.asarray(model.predict(shuffled), dtype=float) - y.to_numpy()))) - base
+            )
         scores[col] = float(np.mean(deltas))
     ranked = pd.Series(scores).sort_values(ascending=True).tail(top)
-    fig, (ax,) = figure(f"{title}: permutation importance (holdout)", f"MAE increase when shuffled ({unit})", "feature",
-                        size=(9, 0.28 * len(ranked) + 1.6))
+    fig, (ax,) = figure(
+        f"{title}: permutation importance (holdout)",
+        f"MAE increase when shuffled ({unit})",
+        "feature",
+        size=(9, 0.28 * len(ranked) + 1.6),
+    )
     ax.barh(ranked.index.astype(str), ranked.to_numpy(), color=FORECAST)
     ax.axvline(0, color=ACCENT, lw=1)
     return save(fig, out)
@@ -48,8 +63,12 @@ def shap_summary(model: Any, X: pd.DataFrame, out: Path, title: str, unit: str, 
         background = shap.maskers.Independent(X, max_samples=100)
         values = shap.Explainer(model.predict, background, seed=0)(sample).values
     mean_abs = pd.Series(np.abs(values).mean(axis=0), index=X.columns).sort_values().tail(top)
-    fig, (ax,) = figure(f"{title}: SHAP, mean |contribution| (last 200 rows)", f"mean |SHAP value| ({unit})",
-                        "feature", size=(9, 0.28 * len(mean_abs) + 1.6))
+    fig, (ax,) = figure(
+        f"{title}: SHAP, mean |contribution| (last 200 rows)",
+        f"mean |SHAP value| ({unit})",
+        "feature",
+        size=(9, 0.28 * len(mean_abs) + 1.6),
+    )
     ax.barh(mean_abs.index.astype(str), mean_abs.to_numpy(), color=FORECAST)
     return save(fig, out)
 
@@ -68,11 +87,14 @@ def explain(model: Any, X: pd.DataFrame, y: pd.Series, out_dir: Path, title: str
     from flowork.charts.style import safely
 
     kind = type(model.steps[-1][1] if hasattr(model, "steps") else model).__name__
-    out = safely("permutation_importance",
-                 lambda: permutation_importance(model, X, y, out_dir / "permutation_importance.png", title, unit))
+    out = safely(
+        "permutation_importance",
+        lambda: permutation_importance(model, X, y, out_dir / "permutation_importance.png", title, unit),
+    )
     if kind in {"XGBRegressor", "RandomForestRegressor", "Ridge", "LinearRegression", "Lasso", "ElasticNet"}:
         out += safely("shap", lambda: shap_summary(model, X, out_dir / "shap.png", title, unit))
     if kind == "ProphetForecaster":
-        out += safely("prophet_components", lambda: prophet_components(model, X, out_dir / "prophet_components.png",
-                                                                       title))
+        out += safely(
+            "prophet_components", lambda: prophet_components(model, X, out_dir / "prophet_components.png", title)
+        )
     return out

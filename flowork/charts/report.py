@@ -20,6 +20,14 @@ figcaption {{ color: #6b7280; font-size: .9rem; }} .meta {{ color: #6b7280; }}
 </style></head>
 <body><h1>{title}</h1><p class="meta">{meta}</p>
 {body}
+<script>
+  // for automated checks (and a human's devtools): did every chart decode?
+  window.addEventListener("load", () => {{
+    const images = [...document.images];
+    document.body.dataset.images = images.length;
+    document.body.dataset.imagesOk = images.every((i) => i.complete && i.naturalWidth > 0);
+  }});
+</script>
 </body></html>
 """
 
@@ -34,11 +42,14 @@ def table_html(rows: list[dict], metric: str) -> str:
     def num(x: float | None) -> str:
         return "—" if x is None else f"{x:.4f}"
 
-    head = (f"<tr><th>rank</th><th>model</th><th>best CV {metric} ± std</th><th>holdout {metric}</th>"
-            "<th>trials ok / failed / pruned</th><th>time (s)</th></tr>")
+    head = (
+        f"<tr><th>rank</th><th>model</th><th>best CV {metric} ± std</th><th>holdout {metric}</th>"
+        "<th>trials ok / failed / pruned</th><th>time (s)</th></tr>"
+    )
     body = "".join(
         f"<tr><td>{i}</td><td>{html.escape(r['model'])}</td><td>{num(r['best'])} ± {num(r['std'])}</td>"
-        f"<td>{num(r['holdout'])}</td><td>{r['ok']} / {r['failed']} / {r['pruned']}</td><td>{r['seconds']:.1f}</td></tr>"
+        f"<td>{num(r['holdout'])}</td><td>{r['ok']} / {r['failed']} / {r['pruned']}</td>"
+        f"<td>{r['seconds']:.1f}</td></tr>"
         for i, r in enumerate(rows, 1)
     )
     return f"<table>{head}{body}</table>"

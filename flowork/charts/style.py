@@ -37,7 +37,7 @@ def save(fig: Any, path: Path) -> Path:
     return path
 
 
-def safely(name: str, draw: Callable[[], Path | list[Path] | None]) -> list[Path]:
+def safely(name: str, draw: Callable[[], Any]) -> list[Path]:
     """Draw one chart; a failure is a warning with the reason, and the caller goes on."""
     try:
         out = draw()

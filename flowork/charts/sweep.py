@@ -3,6 +3,7 @@ against trial duration."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +14,36 @@ from flowork.charts.style import FORECAST, MUTED, figure, safely, save
 
 def leaderboard(rows: list[dict[str, Any]], out: Path, metric: str, unit: str) -> Path:
     ok = [r for r in rows if r["best"] is not None]
-    fig, (ax,) = figure(f"Leaderboard: best cross-validated {metric} per model (± std over folds)", "model",
-                        f"{metric} ({unit})", size=(9, 4))
+    fig, (ax,) = figure(
+        f"Leaderboard: best cross-validated {metric} per model (± std over folds)",
+        "model",
+        f"{metric} ({unit})",
+        size=(9, 4),
+    )
     x = np.arange(len(ok))
     ax.bar(x, [r["best"] for r in ok], yerr=[r["std"] or 0 for r in ok], color=FORECAST, capsize=4, label="CV")
-    ax.scatter(x, [r["holdout"] if r["holdout"] is not None else np.nan for r in ok], color="#dc2626", zorder=3,
-               label="holdout")
+    ax.scatter(
+        x,
+        [r["holdout"] if r["holdout"] is not None else np.nan for r in ok],
+        color="#dc2626",
+        zorder=3,
+        label="holdout",
+    )
     ax.set_xticks(x, [r["model"] for r in ok])
     ax.legend()
     return save(fig, out)
 
 
 def history(study: Any, out: Path, metric: str) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
     trials = [t for t in study.trials if t.value is not None]
     values = np.array([t.value for t in trials])
     best = np.minimum.accumulate(values) if study.direction.name == "MINIMIZE" else np.maximum.accumulate(values)
     fig, (ax,) = figure(f"{study.study_name}: optimisation history", "trial", metric, size=(9, 3.6))
     ax.scatter([t.number for t in trials], values, color=MUTED, s=14, label="trial")
     ax.plot([t.number for t in trials], best, color=FORECAST, label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return save(fig, out)
 
@@ -40,8 +53,12 @@ def param_importances(study: Any, out: Path) -> Path:
 
     importances = optuna.importance.get_param_importances(study)
     names = list(importances)[::-1]
-    fig, (ax,) = figure(f"{study.study_name}: hyperparameter importance (fANOVA)", "importance", "parameter",
-                        size=(9, 0.35 * len(names) + 1.6))
+    fig, (ax,) = figure(
+        f"{study.study_name}: hyperparameter importance (fANOVA)",
+        "importance",
+        "parameter",
+        size=(9, 0.35 * len(names) + 1.6),
+    )
     ax.barh([n.replace("model.params.", "") for n in names], [importances[n] for n in names], color=FORECAST)
     return save(fig, out)
 
@@ -50,8 +67,12 @@ def metric_vs_duration(studies: list[Any], out: Path, metric: str) -> Path:
     fig, (ax,) = figure("Metric against trial duration", "trial duration (s)", metric, size=(9, 4))
     for study in studies:
         done = [t for t in study.trials if t.value is not None]
-        ax.scatter([t.user_attrs.get("seconds", np.nan) for t in done], [t.value for t in done], s=16,
-                   label=study.study_name.split("/", 1)[-1])
+        ax.scatter(
+            [t.user_attrs.get("seconds", np.nan) for t in done],
+            [t.value for t in done],
+            s=16,
+            label=study.study_name.split("/", 1)[-1],
+        )
     ax.set_xscale("log")
     ax.legend()
     return save(fig, out)
@@ -61,9 +82,8 @@ def sweep_charts(rows: list[dict[str, Any]], studies: list[Any], out_dir: Path, 
     out = safely("leaderboard", lambda: leaderboard(rows, out_dir / "leaderboard.png", metric, unit))
     for study in studies:
         name = study.study_name.split("/", 1)[-1]
-        out += safely(f"history {name}", lambda s=study, n=name: history(s, out_dir / f"history_{n}.png", metric))
+        out += safely(f"history {name}", partial(history, study, out_dir / f"history_{name}.png", metric))
         if len([t for t in study.trials if t.value is not None]) >= 3 and study.best_trial.params:
-            out += safely(f"importance {name}",
-                          lambda s=study, n=name: param_importances(s, out_dir / f"importance_{n}.png"))
+            out += safely(f"importance {name}", partial(param_importances, study, out_dir / f"importance_{name}.png"))
     out += safely("metric_vs_duration", lambda: metric_vs_duration(studies, out_dir / "metric_vs_duration.png", metric))
     return out

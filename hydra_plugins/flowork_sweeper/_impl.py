@@ -117,8 +117,17 @@ class FloworkSweeperImpl:
         if self.config.charts.trials != "none" and self.config.charts.report:
             from flowork.charts.draw import sweep_report
 
-            page = sweep_report(tracker=tracker, storage=storage, rows=board, sweep=name, sweep_dir=Path(sweep_dir),
-                                sweep_run=sweep_run, champion=summary, cfg=self.config, root=root)
+            page = sweep_report(
+                tracker=tracker,
+                storage=storage,
+                rows=board,
+                sweep=name,
+                sweep_dir=Path(sweep_dir),
+                sweep_run=sweep_run,
+                champion=summary,
+                cfg=self.config,
+                root=root,
+            )
             log.info("report: %s", page)
         tracker.end(sweep_run, "FINISHED")
         return board
@@ -185,6 +194,9 @@ class FloworkSweeperImpl:
                 "experiment": tracker_experiment(self.config),
                 "artifact_location": self.config.tracking.artifact_location,
             },
+            charts=str(self.config.charts.trials),
+            charts_dir=str(Path(str(self.config.hydra.sweep.dir), "charts", "trials")),
+            unit=str(self.config.data.target.get("unit") or self.config.data.target.column),
         )
 
     def applicable(self, model: str, plain: list[str]) -> list[str]:

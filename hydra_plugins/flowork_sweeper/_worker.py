@@ -212,7 +212,6 @@ class TrialWorker:
         log.warning("trial %s of %s failed: %s", trial.number, study.study_name, str(error).splitlines()[0])
         return "failed"
 
-
     def trial_charts(self, study: Any, trial: Any, run_id: str) -> None:
         from pathlib import Path
 
@@ -222,8 +221,13 @@ class TrialWorker:
         t = self.plan.tracking
         tracker = get_tracker(t["uri"], t["experiment"], t.get("artifact_location"))
         model = study.study_name.split("/", 1)[-1]
-        run_charts(tracker, run_id, Path(self.plan.charts_dir, f"{model}_{trial.number}"),
-                   f"{model} trial {trial.number}", self.plan.unit)
+        run_charts(
+            tracker,
+            run_id,
+            Path(self.plan.charts_dir, f"{model}_{trial.number}"),
+            f"{model} trial {trial.number}",
+            self.plan.unit,
+        )
 
 
 def record_failed_run(plan: SweepPlan, context: Any, error: BaseException) -> None:
