@@ -4,8 +4,8 @@ sweep's HTML report (`<sweep dir>/report.html`, also logged to the sweep's run).
 from __future__ import annotations
 
 import tempfile
-from functools import partial
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
