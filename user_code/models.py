@@ -126,6 +126,7 @@ def prophet(
         yearly_seasonality=yearly_seasonality,
         weekly_seasonality=weekly_seasonality,
         daily_seasonality=False,
+        uncertainty_samples=0,  # point forecasts only: the intervals' 1000 samples made predict ~10x slower
     )
     regressors = [c for c in X.columns if c != "ds"]
     for c in regressors:
