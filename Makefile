@@ -26,7 +26,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 	source $(BIN)/activate && $(INSTALL)
 	touch $@
 
-.PHONY: help install run test test-slow test-full lint select serve-best ui clean docker-build docker-run docker-serve-best docker-lint
+.PHONY: help install run test test-slow test-full lint bench select serve-best ui clean docker-build docker-run docker-serve-best docker-lint
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
@@ -34,6 +34,9 @@ install: $(VENV)/.installed  ## create the venv and install flowork with every m
 
 run: install  ## the example sweep: one Optuna study per model family, 2 workers, champion registered
 	$(BIN)/python -m flowork model=ridge,random_forest,xgb,prophet,darts_nbeats hydra/launcher=joblib -m
+
+bench: install  ## every benchmark, side by side with its baseline (~15 min): bench/results.json, bench/RESULTS.md
+	cd bench && ../$(BIN)/python run_all.py
 
 select: install  ## refit the latest sweep's best trial and register it as champion (SWEEP=name for another)
 	$(BIN)/flowork select $(if $(SWEEP),--sweep $(SWEEP))

@@ -1,0 +1,113 @@
+"""Issue #9 overhead and scale.
+
+overhead: the same 40 ridge/xgb trials run by flowork (sweeper, MLflow, one worker) and by a plain Python script
+(same data, features, folds and fits; no Hydra/Optuna/MLflow), alternated, median of --repeat runs each.
+scale: flowork's per-trial cost with a trivial model at 10 and 100 trials (--big adds 1000), and one tabular job on
+the example stretched to 10x and 100x its length (synthetic, hourly): wall time and peak memory.
+
+    python bench/overhead.py [--repeat 3] [--big] [--out bench/results_overhead.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from common import DATA, ROOT, run_flowork
+from sweep_parallel import flowork_sweep, scenarios
+
+PLAIN = """
+import sys, time, json
+sys.path.insert(0, {bench!r})
+from common import plain_trial
+trials = json.loads({trials!r})
+for model, params in trials:
+    plain_trial(model, params)
+"""
+
+
+def plain_script(trials) -> float:
+    t0 = time.perf_counter()
+    code = PLAIN.format(bench=str(Path(__file__).parent), trials=json.dumps(trials))
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return time.perf_counter() - t0
+
+
+def overhead(repeat: int) -> dict:
+    trials = scenarios(40)["uneven"]
+    fw, pl = [], []
+    with tempfile.TemporaryDirectory() as d:
+        for k in range(repeat):
+            pl.append(plain_script(trials))
+            fw.append(flowork_sweep(trials, 1, Path(d), f"ov{k}")[0])
+            print(f"overhead run {k}: flowork {fw[-1]:.1f}s plain {pl[-1]:.1f}s", flush=True)
+    f, p = statistics.median(fw), statistics.median(pl)
+    return {"trials": len(trials), "flowork_s": f, "plain_s": p, "ratio": f / p, "per_trial_overhead_ms": 1000 * (f - p) / len(trials)}
+
+
+def per_trial(n: int, tmp: Path) -> dict:
+    import optuna
+
+    from flowork.studies import open_storage
+
+    name = f"scale{n}"
+    wall = run_flowork([
+        "model=ridge", "model.train._target_=bench.trivial.last_value", f"search.n_trials={n}", f"sweep.name={name}",
+        f"hydra.sweep.dir={tmp}/{name}", f"tracking.uri=sqlite:///{tmp}/{name}.db",
+        f"tracking.artifact_location=file://{tmp}/art", "sweep.select=false", "charts.trials=none",
+        "features.leakage_check=false", "-m",
+    ])
+    study = optuna.load_study(study_name=f"{name}/ridge", storage=open_storage(f"journal:{tmp}/{name}/optuna.journal"))
+    seconds = [t.user_attrs["seconds"] for t in study.trials]
+    half = len(seconds) // 2
+    return {"trials": n, "wall_s": wall, "median_trial_ms": 1000 * statistics.median(seconds),
+            "median_trial_ms_second_half": 1000 * statistics.median(seconds[half:])}
+
+
+def long_series(factor: int, tmp: Path) -> dict:
+    df = pd.read_csv(DATA)
+    reps = pd.concat([df] * factor, ignore_index=True)
+    noise = np.random.default_rng(0).normal(0, 0.5, len(reps))
+    for c in ("temp_max", "temp_min"):
+        reps[c] = reps[c] + noise
+    reps["date"] = pd.date_range("2000-01-01", periods=len(reps), freq="h").strftime("%Y-%m-%d %H:%M:%S")
+    path = tmp / f"long{factor}.csv"
+    reps.to_csv(path, index=False)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    wall = run_flowork(["model=ridge", f"data.uri={path}", "data.freq=h", f"tracking.uri=sqlite:///{tmp}/long.db",
+                        f"tracking.artifact_location=file://{tmp}/art", "tracking.log_model=false",
+                        f"hydra.run.dir={tmp}/long{factor}"])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"rows": len(reps), "wall_s": wall, "peak_rss_mb": max(peak, before) / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--big", action="store_true", help="also 1000 trials (~5 min)")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("results_overhead.json")))
+    args = ap.parse_args()
+    report: dict = {"overhead": overhead(args.repeat)}
+    print(report["overhead"], flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        report["per_trial"] = [per_trial(n, Path(d)) for n in ((10, 100, 1000) if args.big else (10, 100))]
+        print(report["per_trial"], flush=True)
+        report["long_series"] = [long_series(f, Path(d)) for f in (1, 10, 100)]
+        print(report["long_series"], flush=True)
+    growth = report["per_trial"][-1]["median_trial_ms"] / report["per_trial"][0]["median_trial_ms"]
+    report["per_trial_growth"] = growth
+    Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
