@@ -52,7 +52,13 @@ def overhead(repeat: int) -> dict:
             fw.append(flowork_sweep(trials, 1, Path(d), f"ov{k}")[0])
             print(f"overhead run {k}: flowork {fw[-1]:.1f}s plain {pl[-1]:.1f}s", flush=True)
     f, p = statistics.median(fw), statistics.median(pl)
-    return {"trials": len(trials), "flowork_s": f, "plain_s": p, "ratio": f / p, "per_trial_overhead_ms": 1000 * (f - p) / len(trials)}
+    return {
+        "trials": len(trials),
+        "flowork_s": f,
+        "plain_s": p,
+        "ratio": f / p,
+        "per_trial_overhead_ms": 1000 * (f - p) / len(trials),
+    }
 
 
 def per_trial(n: int, tmp: Path) -> dict:
@@ -61,17 +67,30 @@ def per_trial(n: int, tmp: Path) -> dict:
     from flowork.studies import open_storage
 
     name = f"scale{n}"
-    wall = run_flowork([
-        "model=ridge", "model.train._target_=bench.trivial.last_value", f"search.n_trials={n}", f"sweep.name={name}",
-        f"hydra.sweep.dir={tmp}/{name}", f"tracking.uri=sqlite:///{tmp}/{name}.db",
-        f"tracking.artifact_location=file://{tmp}/art", "sweep.select=false", "charts.trials=none",
-        "features.leakage_check=false", "-m",
-    ])
+    wall = run_flowork(
+        [
+            "model=ridge",
+            "model.train._target_=bench.trivial.last_value",
+            f"search.n_trials={n}",
+            f"sweep.name={name}",
+            f"hydra.sweep.dir={tmp}/{name}",
+            f"tracking.uri=sqlite:///{tmp}/{name}.db",
+            f"tracking.artifact_location=file://{tmp}/art",
+            "sweep.select=false",
+            "charts.trials=none",
+            "features.leakage_check=false",
+            "-m",
+        ]
+    )
     study = optuna.load_study(study_name=f"{name}/ridge", storage=open_storage(f"journal:{tmp}/{name}/optuna.journal"))
     seconds = [t.user_attrs["seconds"] for t in study.trials]
     half = len(seconds) // 2
-    return {"trials": n, "wall_s": wall, "median_trial_ms": 1000 * statistics.median(seconds),
-            "median_trial_ms_second_half": 1000 * statistics.median(seconds[half:])}
+    return {
+        "trials": n,
+        "wall_s": wall,
+        "median_trial_ms": 1000 * statistics.median(seconds),
+        "median_trial_ms_second_half": 1000 * statistics.median(seconds[half:]),
+    }
 
 
 def long_series(factor: int, tmp: Path) -> dict:
@@ -84,9 +103,17 @@ def long_series(factor: int, tmp: Path) -> dict:
     path = tmp / f"long{factor}.csv"
     reps.to_csv(path, index=False)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    wall = run_flowork(["model=ridge", f"data.uri={path}", "data.freq=h", f"tracking.uri=sqlite:///{tmp}/long.db",
-                        f"tracking.artifact_location=file://{tmp}/art", "tracking.log_model=false",
-                        f"hydra.run.dir={tmp}/long{factor}"])
+    wall = run_flowork(
+        [
+            "model=ridge",
+            f"data.uri={path}",
+            "data.freq=h",
+            f"tracking.uri=sqlite:///{tmp}/long.db",
+            f"tracking.artifact_location=file://{tmp}/art",
+            "tracking.log_model=false",
+            f"hydra.run.dir={tmp}/long{factor}",
+        ]
+    )
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"rows": len(reps), "wall_s": wall, "peak_rss_mb": max(peak, before) / 1024}
 

@@ -68,6 +68,7 @@ def flowork_sweep(trials, workers: int, tmp: Path, tag: str) -> tuple[float, flo
         f"tracking.artifact_location=file://{tmp}/art",
         f"search.n_trials={len(trials) // len(by_model)}",
         "sweep.select=false",
+        "charts.trials=none",  # the trial loop is what is compared: no end-of-sweep report
         "hydra/launcher=joblib",
         f"hydra.launcher.n_jobs={workers}",
         "~search.space",  # only the benchmarked keys are searched (as choices over the enqueued values)

@@ -1,4 +1,4 @@
-"""A trivial model for the scale benchmark: fitting costs nothing, so what is measured is flowork's own per-trial cost."""
+"""A trivial model for the scale benchmark: fitting costs nothing, so what is measured is flowork's own cost."""
 
 from __future__ import annotations
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,60 +39,79 @@ def latest_sweep(multirun: Path) -> str:
     return sweeps[-1].parent.name
 
 
+@dataclass
+class Sweep:
+    """A finished (or interrupted) sweep of the project in the current directory, opened from its storage."""
+
+    name: str
+    dir: Path
+    storage: Any
+    rows: list[dict[str, Any]]  # the leaderboard
+    cfg: Any  # the project's config for this sweep
+    tracker: Any
+    parent_run_id: str | None
+    compose: Callable[[list[str]], Any]
+
+
+def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep:
+    from hydra import compose, initialize_config_dir
+
+    from flowork.select import study_rows
+    from flowork.studies import default_storage, open_storage, sweep_studies
+    from flowork.tracking import get_tracker, tracking_uri
+
+    root = Path.cwd()
+    sys.path.insert(0, str(root))
+    name = name or latest_sweep(root / "multirun")
+    sweep_dir = root / "multirun" / name
+    url = storage or default_storage(str(sweep_dir))
+    store = open_storage(url)
+    rows = study_rows(store, sweep_studies(store, name))
+    if not rows:
+        raise FloworkError(f"sweep {name!r} has no studies in {url}", fix="check the name (ls multirun/) or --storage")
+
+    def compose_cfg(overrides: list[str]) -> Any:
+        with initialize_config_dir(str(root / "conf"), version_base="1.3"):
+            return compose("config", overrides=[*overrides, *extra])
+
+    cfg = compose_cfg([f"sweep.name={name}"])
+    tracker = get_tracker(
+        tracking_uri(cfg.tracking.uri, str(root)),
+        cfg.tracking.experiment,
+        cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
+    )
+    parents = tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
+    )
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return Sweep(name, sweep_dir, store, rows, cfg, tracker, parents[0].info.run_id if parents else None, compose_cfg)
+
+
+SWEEP_OPTION = typer.Option(help="sweep name (default: the latest under multirun/)")
+STORAGE_OPTION = typer.Option(help="Optuna storage URL (default: multirun/NAME/optuna.journal)")
+
+
 @app.command()
 def select(
-    sweep: Annotated[str | None, typer.Option(help="sweep name (default: the latest under multirun/)")] = None,
-    storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL (default: multirun/NAME/optuna.journal)")
-    ] = None,
+    sweep: Annotated[str | None, SWEEP_OPTION] = None,
+    storage: Annotated[str | None, STORAGE_OPTION] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="config overrides, e.g. tracking.uri=...")] = None,
 ) -> None:
     """Refit the best trial of a sweep and register it as `champion` (what every sweep does when it ends)."""
     try:
-        from hydra import compose, initialize_config_dir
+        from flowork.select import champion, write_leaderboard
 
-        from flowork.select import champion, study_rows, write_leaderboard
-        from flowork.studies import default_storage, open_storage, sweep_studies
-        from flowork.tracking import get_tracker, tracking_uri
-
-        root = os.getcwd()
-        sys.path.insert(0, root)
-        name = sweep or latest_sweep(Path(root, "multirun"))
-        sweep_dir = str(Path(root, "multirun", name))
-        store = open_storage(storage or default_storage(sweep_dir))
-        studies = sweep_studies(store, name)
-        if not studies:
-            raise FloworkError(
-                f"sweep {name!r} has no studies in {storage or default_storage(sweep_dir)}",
-                fix="check the sweep name (ls multirun/) or pass --storage",
-            )
-        extra = list(overrides or [])
-
-        def compose_cfg(trial_overrides: list[str]):
-            with initialize_config_dir(str(Path(root, "conf")), version_base="1.3"):
-                return compose("config", overrides=[*trial_overrides, *extra])
-
-        cfg = compose_cfg([f"sweep.name={name}"])
-        tracker = get_tracker(
-            tracking_uri(cfg.tracking.uri, root),
-            cfg.tracking.experiment,
-            cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
-        )
-        parents = tracker.client.search_runs(
-            [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
-        )
-        rows = study_rows(store, studies)
-        Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-        write_leaderboard(rows, sweep_dir, str(cfg.metric.name))
+        s = open_sweep(sweep, storage, list(overrides or []))
+        write_leaderboard(s.rows, str(s.dir), str(s.cfg.metric.name))
         summary = champion(
-            rows,
-            compose=compose_cfg,
-            tracker=tracker,
-            sweep=name,
-            parent_run_id=parents[0].info.run_id if parents else None,
-            sweep_dir=sweep_dir,
-            model_name=str(cfg.tracking.model_name),
-            root=root,
+            s.rows,
+            compose=s.compose,
+            tracker=s.tracker,
+            sweep=s.name,
+            parent_run_id=s.parent_run_id,
+            sweep_dir=str(s.dir),
+            model_name=str(s.cfg.tracking.model_name),
+            root=str(Path.cwd()),
         )
         typer.echo(
             f"champion: {summary['model']} (trial {summary['trial']}), holdout {summary['holdout']:.4f} -> "
@@ -102,57 +123,30 @@ def select(
 
 @app.command()
 def report(
-    sweep: Annotated[str | None, typer.Option(help="sweep name (default: the latest under multirun/)")] = None,
-    storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL (default: multirun/NAME/optuna.journal)")
-    ] = None,
+    sweep: Annotated[str | None, SWEEP_OPTION] = None,
+    storage: Annotated[str | None, STORAGE_OPTION] = None,
 ) -> None:
     """(Re)draw a sweep's charts and write its self-contained HTML report, multirun/NAME/report.html."""
     try:
-        from hydra import compose, initialize_config_dir
         from omegaconf import OmegaConf
 
         from flowork.charts.draw import sweep_report
-        from flowork.select import study_rows
-        from flowork.studies import default_storage, open_storage, sweep_studies
-        from flowork.tracking import get_tracker, tracking_uri
 
-        root = os.getcwd()
-        sys.path.insert(0, root)
-        name = sweep or latest_sweep(Path(root, "multirun"))
-        sweep_dir = Path(root, "multirun", name)
-        store = open_storage(storage or default_storage(str(sweep_dir)))
-        rows = study_rows(store, sweep_studies(store, name))
-        if not rows:
-            raise FloworkError(f"sweep {name!r} has no studies", fix="check the name (ls multirun/) or --storage")
-
-        def compose_cfg(overrides: list[str]):
-            with initialize_config_dir(str(Path(root, "conf")), version_base="1.3"):
-                return compose("config", overrides=overrides)
-
-        cfg = compose_cfg([f"sweep.name={name}"])
-        tracker = get_tracker(
-            tracking_uri(cfg.tracking.uri, root),
-            cfg.tracking.experiment,
-            cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
-        )
-        champion = None
-        if (sweep_dir / "best.yaml").exists():
-            champion = OmegaConf.to_container(OmegaConf.load(sweep_dir / "best.yaml"))
-            champion["cfg"] = compose_cfg(list(champion["overrides"]))  # type: ignore[index,call-overload]
-        parents = tracker.client.search_runs(
-            [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
-        )
+        s = open_sweep(sweep, storage, [])
+        champion: dict[str, Any] | None = None
+        if (s.dir / "best.yaml").exists():
+            champion = OmegaConf.to_container(OmegaConf.load(s.dir / "best.yaml"))  # type: ignore[assignment]
+            champion["cfg"] = s.compose(list(champion["overrides"]))  # type: ignore[index]
         page = sweep_report(
-            tracker=tracker,
-            storage=store,
-            rows=rows,
-            sweep=name,
-            sweep_dir=sweep_dir,
-            sweep_run=parents[0].info.run_id if parents else None,
-            champion=champion,  # type: ignore[arg-type]
-            cfg=cfg,
-            root=root,
+            tracker=s.tracker,
+            storage=s.storage,
+            rows=s.rows,
+            sweep=s.name,
+            sweep_dir=s.dir,
+            sweep_run=s.parent_run_id,
+            champion=champion,
+            cfg=s.cfg,
+            root=str(Path.cwd()),
         )
         typer.echo(f"report: {page}")
     except FloworkError as e:

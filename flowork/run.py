@@ -153,9 +153,11 @@ def run(
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     tags = {"flowork.model": cfg.model.name, **git_state(os.path.abspath(root)), **(extra_tags or {})}
     trial = TRIAL.get()
+    name = str(cfg.model.name)
     if trial is not None:
         parent_run_id, tags = trial.parent_run_id, {**tags, **trial.tags}
-    with tracker.run(cfg.model.name, tags, parent_run_id) as run_id:
+        name = f"{name} #{trial.tags.get('flowork.trial', '')}"
+    with tracker.run(name, tags, parent_run_id) as run_id:
         if trial is not None:
             trial.run_id = run_id
         tracker.log(run_id, params=flatten(resolved))

@@ -61,6 +61,10 @@ def test_init_example_add_model_check_and_sweep(project):
     board = (project / "multirun/first/leaderboard.md").read_text()
     rows = {line.split("|")[2].strip(): line for line in board.splitlines()[2:]}
     assert set(rows) == {"ridge", "my_model"} and all("2 / 0 / 0" in line for line in rows.values())
+    again = cli("select", "--sweep", "first", cwd=project)  # on demand: a new champion version from the same sweep
+    assert again.returncode == 0 and "(version 2)" in again.stdout, again.stderr[-2000:]
+    report = cli("report", cwd=project)  # the latest sweep by default
+    assert report.returncode == 0 and (project / "multirun/first/report.html").stat().st_size > 100_000
 
 
 def test_init_refuses_a_non_empty_directory(tmp_path):
