@@ -39,15 +39,17 @@ def permutation_importance(
                 float(np.mean(np.abs(np.asarray(model.predict(shuffled), dtype=float) - y.to_numpy()))) - base
             )
         scores[col] = float(np.mean(deltas))
-    ranked = pd.Series(scores).sort_values(ascending=True).tail(top)
-    fig, (ax,) = figure(
-        f"{title}: permutation importance (holdout)",
-        f"MAE increase when shuffled ({unit})",
-        "feature",
-        size=(9, 0.28 * len(ranked) + 1.6),
-    )
+    title = f"{title}: permutation importance (holdout)"
+    return ranking(pd.Series(scores), top, out, title, f"MAE increase when shuffled ({unit})", zero_line=True)
+
+
+def ranking(values: pd.Series, top: int, out: Path, title: str, xlabel: str, zero_line: bool = False) -> Path:
+    """The `top` largest values as horizontal bars, largest on top."""
+    ranked = values.sort_values().tail(top)
+    fig, (ax,) = figure(title, xlabel, "feature", size=(9, 0.28 * len(ranked) + 1.6))
     ax.barh(ranked.index.astype(str), ranked.to_numpy(), color=FORECAST)
-    ax.axvline(0, color=ACCENT, lw=1)
+    if zero_line:
+        ax.axvline(0, color=ACCENT, lw=1)
     return save(fig, out)
 
 
@@ -62,15 +64,10 @@ def shap_summary(model: Any, X: pd.DataFrame, out: Path, title: str, unit: str, 
     else:
         background = shap.maskers.Independent(X, max_samples=100)
         values = shap.Explainer(model.predict, background, seed=0)(sample).values
-    mean_abs = pd.Series(np.abs(values).mean(axis=0), index=X.columns).sort_values().tail(top)
-    fig, (ax,) = figure(
-        f"{title}: SHAP, mean |contribution| (last 200 rows)",
-        f"mean |SHAP value| ({unit})",
-        "feature",
-        size=(9, 0.28 * len(mean_abs) + 1.6),
+    mean_abs = pd.Series(np.abs(values).mean(axis=0), index=X.columns)
+    return ranking(
+        mean_abs, top, out, f"{title}: SHAP, mean |contribution| (last 200 rows)", f"mean |SHAP value| ({unit})"
     )
-    ax.barh(mean_abs.index.astype(str), mean_abs.to_numpy(), color=FORECAST)
-    return save(fig, out)
 
 
 def prophet_components(model: Any, X: pd.DataFrame, out: Path, title: str) -> Path:
