@@ -37,7 +37,7 @@ def template(name: str) -> str:
 def flowork_source() -> str:
     """How the new project's Makefile installs this flowork: its checkout when there is one."""
     root = Path(__file__).resolve().parents[1]
-    return f"-e {root}[all]" if (root / "pyproject.toml").exists() else "flowork[all]"
+    return f"-e '{root}[all]'" if (root / "pyproject.toml").exists() else "'flowork[all]'"
 
 
 def init(target: Path, example: str = "temperature", force: bool = False) -> list[str]:

@@ -47,6 +47,8 @@ def test_init_example_add_model_check_and_sweep(project):
     ):
         assert (project / path).exists(), path
     assert "make run" in (project / "README.md").read_text()
+    install = subprocess.run(["make", "-n", "install"], cwd=project, capture_output=True, text=True).stdout
+    assert "pip install torch==2.13.0 && pip install -e '" in install  # this checkout, as one shell word
     out = cli("add-model", "my_model", "--like", "xgb", cwd=project)
     assert out.returncode == 0, out.stderr
     assert "def my_model(" in (project / "user_code/models.py").read_text()
