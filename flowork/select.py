@@ -20,7 +20,7 @@ log = logging.getLogger("flowork.select")
 ALIAS = "champion"
 
 
-def study_rows(storage: Any, study_names: list[str], elapsed: float | None = None) -> list[dict[str, Any]]:
+def study_rows(storage: Any, study_names: list[str]) -> list[dict[str, Any]]:
     """One leaderboard row per study: best CV metric ± std, its holdout, trial counts, time."""
     import optuna
     from optuna.trial import TrialState
@@ -60,8 +60,8 @@ def study_rows(storage: Any, study_names: list[str], elapsed: float | None = Non
     return ranked + [r for r in rows if r["best"] is None]
 
 
-def leaderboard(plan: Any, storage: Any, elapsed: float) -> list[dict[str, Any]]:
-    return study_rows(storage, [s.name for s in plan.studies], elapsed)
+def leaderboard(plan: Any, storage: Any) -> list[dict[str, Any]]:
+    return study_rows(storage, [s.name for s in plan.studies])
 
 
 def render(rows: list[dict[str, Any]], metric: str = "metric") -> str:

@@ -75,7 +75,6 @@ class FloworkSweeperImpl:
         )
         from flowork.progress import Progress
 
-        t0 = time.time()
         try:
             with Progress(plan, storage):
                 for attempt in range(3):  # relaunch when a worker process died while budget remains
@@ -99,7 +98,7 @@ class FloworkSweeperImpl:
             tracker.end(sweep_run, "KILLED")
             raise
 
-        board = leaderboard(plan, storage, time.time() - t0)
+        board = leaderboard(plan, storage)
         write_leaderboard(board, sweep_dir, str(self.config.metric.name))
         for s in plan.studies:
             tracker.end(s.run_id, "FINISHED")
