@@ -38,19 +38,12 @@ class Progress:
 
         out = []
         for s in self.plan.studies:
-            trials = [
-                t
-                for t in optuna.load_study(study_name=s.name, storage=self.storage).get_trials(deepcopy=False)
-                if counted(t)
-            ]
+            study = optuna.load_study(study_name=s.name, storage=self.storage)
+            trials = [t for t in study.get_trials(deepcopy=False) if counted(t)]
             done = [t for t in trials if t.state.is_finished()]
             values = [float(t.value or 0.0) for t in trials if t.state == TrialState.COMPLETE]
-            minimize = (
-                True
-                if not values
-                else optuna.load_study(study_name=s.name, storage=self.storage).direction.name == "MINIMIZE"
-            )
-            best = (min(values) if minimize else max(values)) if values else None
+            pick = min if study.direction.name == "MINIMIZE" else max
+            best = pick(values) if values else None
             failed = sum(t.state == TrialState.FAIL for t in done)
             out.append((s.model, len(done), s.n_trials, failed, best))
         return out

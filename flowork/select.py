@@ -94,26 +94,6 @@ def write_leaderboard(rows: list[dict[str, Any]], sweep_dir: str, metric: str = 
         print(render(rows, metric))
 
 
-def select_champion(
-    plan: Any,
-    storage: Any,
-    tracker: Any,
-    sweep_run: str,
-    compose: Callable[[list[str]], DictConfig],
-    sweep_dir: str,
-    config: DictConfig,
-) -> dict[str, Any]:
-    return champion(
-        study_rows(storage, [s.name for s in plan.studies]),
-        compose=compose,
-        tracker=tracker,
-        sweep=plan.sweep,
-        parent_run_id=sweep_run,
-        sweep_dir=sweep_dir,
-        model_name=str(config.tracking.model_name),
-    )
-
-
 def champion(
     rows: list[dict[str, Any]],
     *,

@@ -44,7 +44,7 @@ class FloworkSweeperImpl:
     def _sweep(self, arguments: list[str]) -> Any:
         from hydra.core.plugins import Plugins
 
-        from flowork.select import leaderboard, select_champion, write_leaderboard
+        from flowork.select import champion, leaderboard, write_leaderboard
         from flowork.studies import close_orphans, default_storage, open_storage
         from flowork.tracking import get_tracker, tracking_uri
 
@@ -112,7 +112,15 @@ class FloworkSweeperImpl:
             )
         summary = None
         if self.config.sweep.select:
-            summary = select_champion(plan, storage, tracker, sweep_run, self.compose, sweep_dir, self.config)
+            summary = champion(
+                board,
+                compose=self.compose,
+                tracker=tracker,
+                sweep=name,
+                parent_run_id=sweep_run,
+                sweep_dir=sweep_dir,
+                model_name=str(self.config.tracking.model_name),
+            )
         if self.config.charts.trials != "none" and self.config.charts.report:
             from flowork.charts.draw import sweep_report
 
@@ -138,7 +146,7 @@ class FloworkSweeperImpl:
         import optuna
 
         from flowork.schema import validate
-        from flowork.search import build_space, key_of, split_arguments
+        from flowork.search import build_space, key_of, overrides_of, split_arguments
         from flowork.studies import study_name
 
         models, sweeps, plain = split_arguments(arguments)
@@ -154,10 +162,10 @@ class FloworkSweeperImpl:
             space = build_space(
                 cfg.search.space, {k: d for k, d in sweeps.items() if has_key(cfg, k)}, fixed, where=where
             )
-            overrides += [f"{k}={v}" for k, v in ((k, _value(v)) for k, v in space.fixed.items())]
-            sname = f"{name}/{model}"
+            overrides += overrides_of(space.fixed)
+            sname = study_name(name, model)
             study = optuna.create_study(
-                study_name=study_name(name, model),
+                study_name=sname,
                 storage=storage,
                 load_if_exists=True,
                 direction=str(cfg.metric.direction),
@@ -190,7 +198,7 @@ class FloworkSweeperImpl:
             max_failure_rate=float(self.config.sweep.max_failure_rate),
             tracking={
                 "uri": uri,
-                "experiment": tracker_experiment(self.config),
+                "experiment": str(self.config.tracking.experiment),
                 "artifact_location": self.config.tracking.artifact_location,
             },
             charts=str(self.config.charts.trials),
@@ -264,18 +272,8 @@ def raise_worker_errors(returns: Any) -> None:
             raise RuntimeError(f"a sweep worker failed: {type(error).__name__}: {error}") from error
 
 
-def _value(v: Any) -> str:
-    from flowork.search import override_value
-
-    return override_value(v)
-
-
 def has_key(cfg: DictConfig, key: str) -> bool:
     return OmegaConf.select(cfg, key, default=KeyError) is not KeyError
-
-
-def tracker_experiment(config: DictConfig) -> str:
-    return str(config.tracking.experiment)
 
 
 def load_study(storage: Any, name: str) -> Any:
