@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -47,3 +49,23 @@ def make_cfg(tmp_path: Path, short_csv: Path, store: str):
             return compose("config", overrides=[*base, *overrides])
 
     return _make
+
+
+def sweep_args(tmp_path: Path, short_csv: Path, name: str = "s") -> list[str]:
+    """A sweep on the short slice: store tmp_path/mlflow.db, output tmp_path/sweeps/<name>."""
+    return [
+        f"data.uri={short_csv}",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_location=file://{tmp_path}/artifacts",
+        f"hydra.sweep.dir={tmp_path}/sweeps/{name}",
+        f"sweep.name={name}",
+    ]
+
+
+def sweep_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flowork", *args, "-m"]
+
+
+def sweep(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m flowork ARGS -m` from the project root, as a user runs it."""
+    return subprocess.run(sweep_command(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)

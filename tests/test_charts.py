@@ -6,7 +6,6 @@ import logging
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -16,7 +15,7 @@ from flowork.charts.style import safely
 from flowork.data import set_time_index
 from flowork.features import make_target
 from flowork.run import pipeline_of
-from tests.conftest import CONF, ROOT
+from tests.conftest import CONF, ROOT, sweep, sweep_args
 
 EXPECTED = {
     "ridge": {"permutation_importance.png", "shap.png"},
@@ -63,32 +62,18 @@ def chromium() -> str | None:
 
 @pytest.mark.slow
 def test_sweep_report_renders_in_chromium(tmp_path, short_csv):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowork",
-            f"data.uri={short_csv}",
-            f"tracking.uri=sqlite:///{tmp_path}/m.db",
-            f"tracking.artifact_location=file://{tmp_path}/art",
-            f"hydra.sweep.dir={tmp_path}/sweep",
-            "sweep.name=r",
-            "model=ridge,xgb",
-            "search.n_trials=3",
-            "data.backtest.folds=2",
-            "charts.trials=all",
-            "-m",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = sweep(
+        *sweep_args(tmp_path, short_csv, "r"),
+        "model=ridge,xgb",
+        "search.n_trials=3",
+        "data.backtest.folds=2",
+        "charts.trials=all",
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    page = tmp_path / "sweep" / "report.html"
+    page = tmp_path / "sweeps" / "r" / "report.html"
     html = page.read_text()
     assert html.count("<img ") >= 20 and "http" not in re.sub(r"data:image/png;base64,[^\"]+", "", html)
-    trials = list((tmp_path / "sweep" / "charts" / "trials").iterdir())
+    trials = list((tmp_path / "sweeps" / "r" / "charts" / "trials").iterdir())
     assert len(trials) == 6  # charts.trials=all: every trial got its charts
     browser = chromium()
     if browser is None:

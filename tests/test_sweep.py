@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import optuna
@@ -13,28 +12,11 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from flowork.studies import KILLED, open_storage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sweep, sweep_args
+from tests.conftest import sweep_command as command
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SCRIPTED = ["model.train._target_=tests.sweep_helpers.scripted", "data.backtest.folds=2"]
-
-
-def sweep_args(tmp_path, short_csv, name="s") -> list[str]:
-    return [
-        f"data.uri={short_csv}",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        f"tracking.artifact_location=file://{tmp_path}/artifacts",
-        f"hydra.sweep.dir={tmp_path}/sweeps/{name}",
-        f"sweep.name={name}",
-    ]
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flowork", *args, "-m"]
-
-
-def sweep(*args: str, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(command(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def trials(tmp_path, name, model):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ from mlflow import MlflowClient
 
 from flowork.run import run
 from flowork.tracking import REDACTED, flatten, redact
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sweep, sweep_args
 from user_code.models import ridge
 
 
@@ -56,28 +54,14 @@ def test_a_run_logs_no_secret(make_cfg, store):
 
 def test_four_workers_on_a_store_that_does_not_exist_yet(tmp_path, short_csv):
     assert not (tmp_path / "mlflow.db").exists()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowork",
-            f"data.uri={short_csv}",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-            f"tracking.artifact_location=file://{tmp_path}/art",
-            f"hydra.sweep.dir={tmp_path}/sweep",
-            "sweep.name=c",
-            "model=ridge",
-            "search.n_trials=12",
-            "data.backtest.folds=2",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=4",
-            "charts.trials=none",
-            "-m",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = sweep(
+        *sweep_args(tmp_path, short_csv, "c"),
+        "model=ridge",
+        "search.n_trials=12",
+        "data.backtest.folds=2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "charts.trials=none",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
