@@ -171,10 +171,10 @@ def run(
 def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, reporter=None) -> JobResult:
     t0 = time.perf_counter()
     raw = data.load(cfg.data, root)
-    log_dataset(tracker, run_id, raw, cfg)
+    data_key = int(pd.util.hash_pandas_object(raw).sum())  # identifies the data for the per-process caches
+    log_dataset(tracker, run_id, raw, cfg, data_key)
     clean = pipeline.cleaned(raw)
     X = pipeline.features(clean)
-    data_key = int(pd.util.hash_pandas_object(raw).sum())
     features_key = (data_key, str(OmegaConf.to_container(cfg.features, resolve=True)))
     if cfg.features.leakage_check and features_key not in CHECKED:
         leakage_check(raw, pipeline, X)
@@ -232,13 +232,13 @@ CHECKED: set[tuple[int, str]] = set()  # (data hash, features config) that passe
 DATASETS: dict[tuple[int, str, str], Any] = {}  # mlflow dataset entities: the digest costs ~50 ms to compute
 
 
-def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig) -> None:
+def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig, data_key: int) -> None:
     """Data digest and source through mlflow.data, so runs on different data never look comparable."""
     import warnings
 
     from mlflow.entities import DatasetInput, InputTag
 
-    key = (int(pd.util.hash_pandas_object(raw).sum()), str(cfg.data.uri), str(cfg.data.target.column))
+    key = (data_key, str(cfg.data.uri), str(cfg.data.target.column))
     if key not in DATASETS:
         import mlflow.data.pandas_dataset
 
