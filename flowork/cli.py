@@ -58,7 +58,7 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
 
     from flowork.select import study_rows
     from flowork.studies import default_storage, open_storage, sweep_studies
-    from flowork.tracking import get_tracker, tracking_uri
+    from flowork.tracking import tracker_for
 
     root = Path.cwd()
     sys.path.insert(0, str(root))
@@ -75,11 +75,7 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
             return compose("config", overrides=[*overrides, *extra])
 
     cfg = compose_cfg([f"sweep.name={name}"])
-    tracker = get_tracker(
-        tracking_uri(cfg.tracking.uri, str(root)),
-        cfg.tracking.experiment,
-        cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
-    )
+    tracker = tracker_for(cfg.tracking, str(root))
     parents = tracker.client.search_runs(
         [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
     )

@@ -143,13 +143,9 @@ def run(
     def train(X: pd.DataFrame, y: pd.Series) -> Any:
         return train_fn(X, y, **params)
 
-    from flowork.tracking import flatten, get_tracker, git_state, redact, tracking_uri
+    from flowork.tracking import flatten, git_state, redact, tracker_for
 
-    tracker = get_tracker(
-        tracking_uri(cfg.tracking.uri, root),
-        cfg.tracking.experiment,
-        cfg.tracking.artifact_location or f"file://{root}/mlartifacts",
-    )
+    tracker = tracker_for(cfg.tracking, root)
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     tags = {"flowork.model": cfg.model.name, **git_state(os.path.abspath(root)), **(extra_tags or {})}
     trial = TRIAL.get()
@@ -249,10 +245,8 @@ def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig, data_k
             )
         DATASETS[key] = (ds._to_mlflow_entity(), ds.digest)
     entity, digest = DATASETS[key]
-    from flowork.tracking import retrying
-
     inputs = [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])]
-    retrying(tracker.client.log_inputs, run_id, datasets=inputs)
+    tracker.log_inputs(run_id, inputs)
     tracker.log(run_id, tags={"flowork.data_digest": digest})
 
 

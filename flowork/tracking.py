@@ -8,6 +8,7 @@ other processes cannot end up under the wrong parent.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import subprocess
@@ -19,8 +20,27 @@ from typing import Any
 
 from flowork.errors import FloworkError
 
-SECRET = re.compile(r"pass(word)?|token|secret|credential|api[_-]?key|access[_-]?key|private[_-]?key", re.I)
+log = logging.getLogger("flowork.tracking")
 REDACTED = "***"
+# A name looks like a credential when, split into words (snake_case, kebab-case, camelCase, dotted), it contains one
+# of these anywhere (PGPASSWORD, aws_secret_access_key, GOOGLE_APPLICATION_CREDENTIALS)...
+SECRET_WORDS = re.compile(r"passw(or)?d|secret|credential|passphrase|connection_?string", re.I)
+# ...or one of these as a whole word (db_pass, sas_token, basic_auth: not bypass, tokenizer, author)...
+SECRET_TOKENS = {"pass", "pwd", "token", "auth", "authorization", "sas", "apikey"}
+# ...or ends in `key` (api_key, accessKey, storage_options.key, AZURE_STORAGE_KEY: not keyboard, monkey, key_column).
+SECRET_LAST = {"key", "keys"}
+MIN_ENV_SECRET = 6  # shorter values of secret-looking env vars are not scrubbed from text: they would mangle it
+
+
+@functools.lru_cache(maxsize=4096)
+def looks_secret(name: str) -> bool:
+    """Whether a config key or environment variable name looks like it holds a credential."""
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
+    return bool(
+        SECRET_WORDS.search("_".join(words))
+        or SECRET_TOKENS.intersection(words)
+        or (words and words[-1] in SECRET_LAST)
+    )
 
 
 def tracking_uri(uri: str | None, root: str) -> str:
@@ -28,13 +48,15 @@ def tracking_uri(uri: str | None, root: str) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root, 'mlflow.db')}"
 
 
-def redact(node: Any) -> Any:
-    """A copy of a config container with the values of secret-looking keys (password, token, ...) replaced."""
+def redact(node: Any, secrets: list[str] | None = None) -> Any:
+    """A copy of a config container with the values of secret-looking keys (password, token, key, ...) replaced,
+    and every string scrubbed (`scrub`)."""
+    secrets = env_secrets() if secrets is None else secrets
     if isinstance(node, Mapping):
-        return {k: REDACTED if SECRET.search(str(k)) else redact(v) for k, v in node.items()}
+        return {k: REDACTED if looks_secret(str(k)) else redact(v, secrets) for k, v in node.items()}
     if isinstance(node, list):
-        return [redact(v) for v in node]
-    return redact_uri(node) if isinstance(node, str) else node
+        return [redact(v, secrets) for v in node]
+    return scrub(node, secrets) if isinstance(node, str) else node
 
 
 def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -70,6 +92,26 @@ def git_state(root: str) -> dict[str, str]:
     return {"mlflow.source.git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
 
 
+REMOTE_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc")
+
+
+def default_artifact_location(configured: str | None, uri: str, root: str) -> str | None:
+    """Where a new experiment's artifacts go: `tracking.artifact_location` when set; for a tracking server, the
+    server's own choice (None: its --artifacts-destination / --default-artifact-root, so every machine sees them);
+    for a store on this machine (sqlite, a database URL), `<project>/mlartifacts`."""
+    if configured:
+        return configured
+    if uri.split("://", 1)[0].lower() in REMOTE_SCHEMES:
+        return None
+    return f"file://{Path(root).resolve()}/mlartifacts"
+
+
+def tracker_for(tracking: Any, root: str) -> Tracker:
+    """The Tracker of a config's `tracking` node (uri, experiment, artifact_location) for a project root."""
+    uri = tracking_uri(tracking.uri, root)
+    return get_tracker(uri, str(tracking.experiment), default_artifact_location(tracking.artifact_location, uri, root))
+
+
 def get_tracker(uri: str, experiment: str, artifact_location: str | None = None) -> Tracker:
     """The process's Tracker for this store and experiment: a sweep worker runs many trials, and a new MLflow
     client costs ~0.4 s (store checks) where a cached one costs nothing."""
@@ -97,6 +139,30 @@ def retrying(fn: Any, *args: Any, attempts: int = 5, **kwargs: Any) -> Any:
             time.sleep(0.05 * 2**attempt * (1 + random.random()))
 
 
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialize the creation of a sqlite store across processes. MLflow creates a missing store by running its
+    schema migrations; two processes doing it at once on the same file fail ("table latest_metrics already exists",
+    alembic "expected to match one row") and can leave it half-migrated. Seen here with 4 processes on a new file:
+    one of 4 succeeded. Other stores (a server, a database with its own locking) need no lock."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks; the sweeper still creates the store first
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + "-lock"), "a") as handle:  # mlflow.db-lock: git-ignored like mlflow.db-*
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Tracker:
     """One MLflow experiment and the runs flowork writes to it."""
 
@@ -104,12 +170,22 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
         try:
-            exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (
-                exp.experiment_id if exp is not None else self._create_experiment(experiment, artifact_location)
-            )
+            with store_lock(uri):  # the client creates (migrates) a fresh sqlite store
+                self.client = MlflowClient(tracking_uri=uri)
+                exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                self.experiment_id = self._create_experiment(experiment, artifact_location)
+            else:  # upsert: an existing experiment is reused, with the artifact location it was created with
+                self.experiment_id = str(exp.experiment_id)
+                if artifact_location and exp.artifact_location.rstrip("/") != artifact_location.rstrip("/"):
+                    log.warning(
+                        "experiment %r exists with artifact location %s: its runs keep storing artifacts there, "
+                        "not in %s (use a new tracking.experiment for a new location)",
+                        experiment,
+                        redact_uri(exp.artifact_location),
+                        redact_uri(artifact_location),
+                    )
         except FloworkError:
             raise
         except Exception as e:
@@ -133,6 +209,8 @@ class Tracker:
     def start(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
         if parent_run_id:
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
+        secrets = env_secrets()
+        tags = {k: scrub(str(v), secrets) for k, v in tags.items()}
         run = retrying(self.client.create_run, self.experiment_id, run_name=name, tags=tags)
         return str(run.info.run_id)
 
@@ -149,15 +227,36 @@ class Tracker:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
-        p = [Param(k, v) for k, v in params.items()]
+        secrets = env_secrets()
+        p = [Param(k, scrub(str(v), secrets)) for k, v in params.items()]
         m = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        t = [RunTag(k, str(v)) for k, v in tags.items()]
+        t = [RunTag(k, scrub(str(v), secrets)) for k, v in tags.items()]
         while p or m or t:
             retrying(self.client.log_batch, run_id, metrics=m[:1000], params=p[:100], tags=t[:100])
             p, m, t = p[100:], m[1000:], t[100:]
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
-        retrying(self.client.log_text, run_id, text, path)
+        retrying(self.client.log_text, run_id, scrub(text), path)
+
+    def log_inputs(self, run_id: str, datasets: list[Any]) -> None:
+        """`mlflow.data` inputs, their source (the data URI) scrubbed like every other string flowork logs."""
+        from mlflow.entities import Dataset, DatasetInput
+
+        clean = [
+            DatasetInput(
+                Dataset(
+                    d.dataset.name,
+                    d.dataset.digest,
+                    d.dataset.source_type,
+                    scrub(d.dataset.source),
+                    d.dataset.schema,
+                    d.dataset.profile,
+                ),
+                d.tags,
+            )
+            for d in datasets
+        ]
+        retrying(self.client.log_inputs, run_id, datasets=clean)
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         retrying(self.client.set_terminated, run_id, status)
@@ -190,6 +289,26 @@ class Tracker:
 _TRACKERS: dict[tuple[str, str, str | None], Tracker] = {}
 
 
+USERINFO = re.compile(r"([a-zA-Z][\w+.-]*://)[^/@\s]+@")
+QUERY_PARAM = re.compile(r"([?&;]([\w.-]+)=)([^&;#\s'\"]*)")
+
+
 def redact_uri(uri: str) -> str:
-    """Hide `user:password@` in URIs before they reach a message or a log."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
+    """Hide `user:password@` and secret-looking query parameters (`?sig=`, `&password=`) in URIs."""
+    uri = USERINFO.sub(r"\1***@", uri)
+    return QUERY_PARAM.sub(lambda m: m[1] + REDACTED if looks_secret(m[2]) or m[2] == "sig" else m[0], uri)
+
+
+def env_secrets() -> list[str]:
+    """Values of the environment variables that look like credentials (AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...),
+    longest first, so a config that interpolates one (`${oc.env:...}`) under an innocent key is still scrubbed."""
+    values = {v for k, v in os.environ.items() if len(v) >= MIN_ENV_SECRET and looks_secret(k)}
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str] | None = None) -> str:
+    """Text with URI credentials and the values of secret-looking environment variables replaced."""
+    for value in env_secrets() if secrets is None else secrets:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return redact_uri(text) if "://" in text or "=" in text else text

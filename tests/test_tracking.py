@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from flowork.run import run
-from flowork.tracking import REDACTED, flatten, redact
+from flowork.tracking import REDACTED, flatten, get_tracker, redact, scrub
 from tests.conftest import ROOT, sweep, sweep_args
 from user_code.models import ridge
 
@@ -34,10 +36,43 @@ def train_with_token(X, y, alpha: float = 1.0, api_token: str = ""):
             {"tracking.uri": "postgresql://***@db:5432/mlflow"},
         ),
         ({"keyboard": "qwerty", "monkey": 1}, {"keyboard": "qwerty", "monkey": "1"}),  # not every *key* is a secret
+        (
+            {"storage_options": {"key": "AKIA", "secret": "s", "client_kwargs": {"region": "x"}}},
+            {
+                "storage_options.key": REDACTED,
+                "storage_options.secret": REDACTED,
+                "storage_options.client_kwargs.region": "x",
+            },
+        ),
+        (
+            {"accessKey": "a", "PGPASSWORD": "p", "db_pass": "p", "sas_token": "t", "AccountKey": "k", "auth": "b"},
+            dict.fromkeys(["accessKey", "PGPASSWORD", "db_pass", "sas_token", "AccountKey", "auth"], REDACTED),
+        ),
+        (
+            {"key_column": "id", "tokenizer": "bpe", "bypass": 1, "author": "me", "passes": 3},
+            {"key_column": "id", "tokenizer": "bpe", "bypass": "1", "author": "me", "passes": "3"},
+        ),
+        (
+            {"uri": "https://acct.blob.core.windows.net/c/x.csv?sv=2024&sig=abc%2F&se=1", "u": "s3://b/k?token=zz"},
+            {"uri": "https://acct.blob.core.windows.net/c/x.csv?sv=2024&sig=***&se=1", "u": "s3://b/k?token=***"},
+        ),
     ],
 )
 def test_secret_looking_keys_are_redacted(config, expected):
     assert flatten(redact(config)) == expected
+
+
+def test_values_of_secret_environment_variables_are_scrubbed_wherever_they_appear(monkeypatch):
+    """A config may interpolate a secret under an innocent key (`${oc.env:...}`): its value is scrubbed anyway."""
+    monkeypatch.setenv("MY_DB_PASSWORD", "correct-horse")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEID")  # an identifier, not a secret: kept
+    monkeypatch.setenv("SHORT_TOKEN", "ab")  # too short to scrub from text without mangling it
+    cfg = {"dsn": "postgresql://db/x?app=correct-horse", "who": "AKIAEXAMPLEID", "n": "ab"}
+    assert redact(cfg) == {"dsn": "postgresql://db/x?app=***", "who": "AKIAEXAMPLEID", "n": "ab"}
+    assert (
+        scrub("Traceback ... connect(password='correct-horse') failed")
+        == "Traceback ... connect(password='***') failed"
+    )
 
 
 def test_a_run_logs_no_secret(make_cfg, store):
@@ -52,6 +87,30 @@ def test_a_run_logs_no_secret(make_cfg, store):
     assert "hunter2" not in Path(config_yaml).read_text()
 
 
+def write_runs(uri: str, worker: int, n: int) -> None:
+    """What one job process does to the store: open it (creating it if missing), then write complete runs."""
+    tracker = get_tracker(uri, "race", None)
+    for k in range(n):
+        run_id = tracker.start(f"w{worker} #{k}", {"worker": str(worker)})
+        tracker.log(run_id, params={"k": str(k)}, metrics={"m": float(k)})
+        tracker.end(run_id)
+
+
+@pytest.mark.slow
+def test_independent_processes_race_to_create_a_fresh_store(tmp_path):
+    """Four processes (not a sweep, whose main process creates the store first) open a store that does not exist.
+    Unserialized, MLflow's schema migrations collide and 1 of 4 survived here; with flowork's lock all write."""
+    uri = f"sqlite:///{tmp_path}/new/mlflow.db"
+    code = f"from tests.test_tracking import write_runs; import sys; write_runs({uri!r}, int(sys.argv[1]), 5)"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(w)], cwd=ROOT, stderr=subprocess.PIPE) for w in range(4)]
+    errors = [p.communicate(timeout=120)[1].decode()[-2000:] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    runs = MlflowClient(uri).search_runs([get_tracker(uri, "race").experiment_id], max_results=100)
+    assert len(runs) == 20 and {r.info.status for r in runs} == {"FINISHED"}
+    assert all(r.data.metrics.keys() == {"m"} for r in runs)
+
+
+@pytest.mark.slow
 def test_four_workers_on_a_store_that_does_not_exist_yet(tmp_path, short_csv):
     assert not (tmp_path / "mlflow.db").exists()
     out = sweep(

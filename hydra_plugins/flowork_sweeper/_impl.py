@@ -46,16 +46,14 @@ class FloworkSweeperImpl:
 
         from flowork.select import champion, leaderboard, write_leaderboard
         from flowork.studies import close_orphans, default_storage, open_storage
-        from flowork.tracking import get_tracker, tracking_uri
+        from flowork.tracking import tracker_for
 
         name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
         sweep_dir = str(self.config.hydra.sweep.dir)
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         root = os.getcwd()
-        uri = tracking_uri(self.config.tracking.uri, root)
-        tracker = get_tracker(
-            uri, self.config.tracking.experiment, self.config.tracking.artifact_location or f"file://{root}/mlartifacts"
-        )
+        tracker = tracker_for(self.config.tracking, root)
+        uri = tracker.uri
         storage_url = self.config.sweep.storage or default_storage(sweep_dir)
         storage = open_storage(storage_url)
         sweep_run = find_or_start_run(tracker, name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
