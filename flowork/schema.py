@@ -95,14 +95,20 @@ class SweepConfig:
 
 
 class ChartSet(StrEnum):
-    none = "none"  # no charts
-    best = "best"  # the champion (performance + explainability) and each study's best trial (performance)
-    all = "all"  # also every trial's performance charts (adds ~1 s per trial)
+    """Which trials of a sweep get charts. Performance = forecast vs actual over the folds and holdout, residuals,
+    error per fold; explainability = by model type, on a refit of the trial on the development rows."""
+
+    none = "none"  # no charts and no report
+    champion = "champion"  # the champion's performance + explainability, and the sweep's charts
+    best = "best"  # also each study's best trial (performance + explainability), drawn when the sweep ends
+    top = "top"  # also performance charts of the `top_k` best trials of each study
+    all = "all"  # also every trial's performance charts, drawn by its worker (adds ~1 s per trial)
 
 
 @dataclass
 class ChartsConfig:
     trials: ChartSet = ChartSet.best
+    top_k: int = 3  # with trials=top: trials per study that get performance charts (the best also explanations)
     report: bool = True  # <sweep dir>/report.html, one self-contained page per sweep
 
 
@@ -154,4 +160,10 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
             fix=f"set them in the config files under conf/ or on the command line, e.g. {missing[0]}=...",
         )
     assert isinstance(merged, DictConfig)  # merged onto a dataclass: always a DictConfig
+    if merged.charts.top_k < 1:
+        raise FloworkError(
+            f"charts.top_k must be at least 1, got {merged.charts.top_k}",
+            where="key `charts.top_k` (conf/config.yaml or the command line)",
+            fix="use e.g. charts.trials=top charts.top_k=3 (the 3 best trials of each study get charts)",
+        )
     return merged

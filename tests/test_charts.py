@@ -2,49 +2,99 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from flowork import instantiate
 from flowork.charts.explain import explain
 from flowork.charts.style import safely
 from flowork.data import set_time_index
+from flowork.errors import FloworkError
 from flowork.features import make_target
 from flowork.run import pipeline_of
+from flowork.schema import validate
 from tests.conftest import CONF, ROOT, sweep, sweep_args
 
-EXPECTED = {
-    "ridge": {"permutation_importance.png", "shap.png"},
-    "xgb": {"permutation_importance.png", "shap.png"},
-    "random_forest": {"permutation_importance.png", "shap.png"},
-    "prophet": {"permutation_importance.png", "prophet_components.png"},
-    "darts_nbeats": {"permutation_importance.png"},  # generic N-BEATS: importance over its input window
+SMALL_NBEATS = ["model.params.epochs=2", "model.params.layer_widths=16", "model.params.num_stacks=2"]
+# model (+ overrides) -> charts it must get, charts it must not get
+CASES = {
+    "ridge": ([], {"permutation_importance.png", "shap.png"}, {"prophet_components.png"}),
+    "xgb": ([], {"permutation_importance.png", "shap.png"}, {"prophet_components.png"}),
+    "random_forest": ([], {"permutation_importance.png", "shap.png"}, {"prophet_components.png"}),
+    "prophet": ([], {"permutation_importance.png", "prophet_components.png"}, {"shap.png", "decomposition.png"}),
+    # generic N-BEATS: importance of each step of its input window, no decomposition
+    "darts_nbeats": (SMALL_NBEATS, {"permutation_importance.png"}, {"decomposition.png", "shap.png"}),
+    "darts_nbeats-interpretable": (
+        [*SMALL_NBEATS, "model.params.interpretable=true"],
+        {"permutation_importance.png", "decomposition.png"},
+        {"shap.png"},
+    ),
 }
 
 
-@pytest.mark.parametrize("model", sorted(EXPECTED))
-def test_explanations_by_model_type(model, weather, tmp_path):
+def fitted(model: str, overrides: list[str], weather):
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={model}"])
+        cfg = compose("config", overrides=[f"model={model}", *overrides])
     raw = set_time_index(weather.head(300), "date", "D")
     pipeline = pipeline_of(cfg, model)
     X = pipeline(raw)
     y, _ = make_target(pipeline.cleaned(raw), "temp_max", 1)
     y = y.reindex(X.index)
     X, y = X[y.notna().to_numpy()], y.dropna()
-    from omegaconf import OmegaConf
-
-    from flowork import instantiate
-
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
-    fitted = instantiate.bind(cfg.model.train, where=model, call_args=2)(X.iloc[:-40], y.iloc[:-40], **params)
-    files = explain(fitted, X.iloc[-40:], y.iloc[-40:], tmp_path, model, "°C")
-    assert {p.name for p in files} == EXPECTED[model]
-    assert all(p.stat().st_size > 5000 for p in files)
+    model_ = instantiate.bind(cfg.model.train, where=model, call_args=2)(X.iloc[:-40], y.iloc[:-40], **params)
+    return model_, X.iloc[-40:], y.iloc[-40:]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_explanations_by_model_type(case, weather, tmp_path):
+    overrides, required, forbidden = CASES[case]
+    model, X, y = fitted(case.split("-")[0], overrides, weather)
+    files = {p.name: p for p in explain(model, X, y, tmp_path, case, "°C")}
+    assert required <= set(files), f"{case}: got {sorted(files)}"
+    assert not forbidden & set(files), f"{case}: got {sorted(files)}"
+    assert all(p.stat().st_size > 5000 for p in files.values())
+
+
+def test_interpretable_nbeats_components_add_up_to_its_forecast(weather):
+    model, X, _ = fitted("darts_nbeats", [*SMALL_NBEATS, "model.params.interpretable=true"], weather)
+    parts = model.components(X)
+    assert list(parts.columns) == ["trend", "seasonality"]
+    np.testing.assert_allclose(parts.sum(axis=1).to_numpy(), model.predict(X), atol=1e-4)
+    generic, X, _ = fitted("darts_nbeats", SMALL_NBEATS, weather)
+    assert generic.components(X) is None
+
+
+def test_a_user_model_gets_permutation_importance_with_no_work(weather, tmp_path):
+    class Persistence:  # a model flowork knows nothing about: only predict(X)
+        def predict(self, X):
+            return X.iloc[:, 0].to_numpy()  # "tomorrow = the first feature" (the target's latest value)
+
+    _, X, y = fitted("ridge", [], weather)
+    files = explain(Persistence(), X, y, tmp_path, "persistence", "°C")
+    assert [p.name for p in files] == ["permutation_importance.png"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("charts.top_k=0", "charts.top_k must be at least 1, got 0"),
+        ("charts.trials=some", "charts.trials"),
+    ],
+)
+def test_chart_settings_are_checked(override, message):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["sweep.name=x", override])
+    with pytest.raises(FloworkError, match=re.escape(message)):
+        validate(cfg)
 
 
 def test_a_failing_chart_is_a_warning(caplog):
@@ -54,6 +104,33 @@ def test_a_failing_chart_is_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="flowork.charts"):
         assert safely("broken", broken) == []
     assert "chart broken not drawn: ValueError: no data to plot" in caplog.text
+
+
+def test_a_run_whose_charts_cannot_be_drawn_is_a_warning(tmp_path, store, caplog):
+    from flowork.charts.draw import run_charts
+    from flowork.tracking import get_tracker
+
+    tracker = get_tracker(store, "charts", f"file://{tmp_path}/artifacts")
+    run_id = tracker.start("no predictions", {}, None)  # a run without predictions.csv: nothing to draw from
+    with caplog.at_level(logging.WARNING, logger="flowork.charts"):
+        assert run_charts(tracker, run_id, tmp_path / "charts", "empty", "°C") == []
+    assert "chart predictions not drawn" in caplog.text
+
+
+@pytest.mark.slow
+def test_charts_that_fail_in_a_sweep_fail_no_trial(tmp_path, short_csv):
+    """Every chart fails (its folder cannot be created): the trials, the champion and the sweep still succeed."""
+    sweep_dir = tmp_path / "sweeps" / "f"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "charts").write_text("a file where the charts folder should be")
+    out = sweep(*sweep_args(tmp_path, short_csv, "f"), "model=ridge", "search.n_trials=3", "charts.trials=all")
+    assert out.returncode == 0, out.stderr[-3000:]
+    board = json.loads((sweep_dir / "leaderboard.json").read_text())
+    assert (board[0]["ok"], board[0]["failed"]) == (3, 0)
+    assert (sweep_dir / "best.yaml").exists()
+    assert "not drawn" in out.stderr + out.stdout
+    logs = "".join(p.read_text() for p in sweep_dir.rglob("*.log"))
+    assert "chart forecast_vs_actual not drawn" in logs + out.stderr  # the workers' per-trial charts: warnings
 
 
 def chromium() -> str | None:
@@ -67,14 +144,28 @@ def test_sweep_report_renders_in_chromium(tmp_path, short_csv):
         "model=ridge,xgb",
         "search.n_trials=3",
         "data.backtest.folds=2",
-        "charts.trials=all",
+        "charts.trials=top",
+        "charts.top_k=2",
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    charts = tmp_path / "sweeps" / "r" / "charts"
+    for model in ("ridge", "xgb"):  # each study's best: performance and explanations
+        drawn = {p.name for p in (charts / model).iterdir()}
+        assert {"holdout_forecast.png", "residuals.png", "error_by_fold.png", "shap.png"} <= drawn, drawn
+        assert "permutation_importance.png" in drawn
+    sweep_charts = {p.name for p in (charts / "sweep").iterdir()}
+    assert {"leaderboard.png", "history_ridge.png", "importance_xgb.png", "metric_vs_duration.png"} <= sweep_charts
+    assert len(list((charts / "trials").iterdir())) == 2  # top_k=2: the runner-up of each study
     page = tmp_path / "sweeps" / "r" / "report.html"
     html = page.read_text()
-    assert html.count("<img ") >= 20 and "http" not in re.sub(r"data:image/png;base64,[^\"]+", "", html)
-    trials = list((tmp_path / "sweeps" / "r" / "charts" / "trials").iterdir())
-    assert len(trials) == 6  # charts.trials=all: every trial got its charts
+    assert html.count("<img ") >= 30 and "http" not in re.sub(r"data:image/png;base64,[^\"]+", "", html)
+    assert "Champion: " in html and "±" in html
+    from flowork.tracking import get_tracker
+
+    tracker = get_tracker(f"sqlite:///{tmp_path}/mlflow.db", "temperature", f"file://{tmp_path}/artifacts")
+    best = json.loads((tmp_path / "sweeps" / "r" / "leaderboard.json").read_text())[0]
+    logged = {a.path for a in tracker.client.list_artifacts(best["run_id"], "charts")}
+    assert {"charts/shap.png", "charts/holdout_forecast.png"} <= logged  # in MLflow too
     browser = chromium()
     if browser is None:
         pytest.skip("no chromium on this machine (apt-get install chromium)")

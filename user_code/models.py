@@ -155,6 +155,21 @@ class NBeatsForecaster:
         forecasts = self.model.predict(n=self.horizon, series=windows, verbose=False, show_warnings=False)
         return np.array([f.values()[-1, 0] for f in forecasts], dtype=float) * self.scale + self.mean
 
+    def components(self, X: pd.DataFrame) -> pd.DataFrame | None:
+        """Interpretable N-BEATS only (None for the generic form): the forecast split into its trend and seasonality
+        stacks' outputs, which add up to predict(X). flowork's charts draw them."""
+        import torch
+
+        if self.model.generic_architecture:
+            return None
+        x = torch.tensor((X.to_numpy(float) - self.mean) / self.scale, dtype=torch.float32)
+        parts = []
+        with torch.no_grad():
+            for stack in self.model.model.stacks_list:  # each stack forecasts from what the previous left over
+                x, forecast = stack(x)
+                parts.append(forecast[:, self.horizon - 1, 0].numpy().astype(float) * self.scale)
+        return pd.DataFrame({"trend": parts[0] + self.mean, "seasonality": parts[1]}, index=X.index)
+
     # darts drops its torch module when pickled (it saves it beside the model file instead), so pickle the files
     # that `save` writes: the forecaster then travels inside an MLflow model like any other.
     def __getstate__(self) -> dict[str, Any]:
@@ -193,10 +208,16 @@ def darts_nbeats(
     batch_size: int = 64,
     learning_rate: float = 1e-3,
     validation_share: float = 0.0,
+    interpretable: bool = False,
+    trend_polynomial_degree: int = 2,
     seed: int = 0,
     reporter: Any = None,
 ) -> NBeatsForecaster:
-    """N-BEATS (generic) trained on the target series rebuilt from the windows: the newest value of each row.
+    """N-BEATS trained on the target series rebuilt from the windows: the newest value of each row.
+
+    `interpretable`: N-BEATS' interpretable form (a polynomial trend stack of `trend_polynomial_degree`, then a
+    Fourier seasonality stack; `num_stacks` is ignored), whose forecast the charts split into trend and seasonality.
+    Otherwise the generic form of `num_stacks` stacks.
 
     With `validation_share` > 0 the newest share of the series is a validation series whose loss is reported
     after every epoch, so a sweep's pruner can stop a hopeless trial.
@@ -233,7 +254,8 @@ def darts_nbeats(
     model = NBEATSModel(
         input_chunk_length=X.shape[1],
         output_chunk_length=horizon,
-        generic_architecture=True,
+        generic_architecture=not interpretable,
+        trend_polynomial_degree=trend_polynomial_degree,
         num_stacks=num_stacks,
         num_blocks=num_blocks,
         num_layers=num_layers,

@@ -1,10 +1,18 @@
 """What to draw for a run and for a sweep, and where it goes: PNGs logged to the run under `charts/`, and the
-sweep's HTML report (`<sweep dir>/report.html`, also logged to the sweep's run)."""
+sweep's HTML report (`<sweep dir>/report.html`, also logged to the sweep's run).
+
+`charts.trials` (flowork/schema.py ChartSet) picks the trials: the champion, each study's best (default), the
+`top_k` of each study, or all (those are drawn by the sweep's workers right after each trial). Performance charts
+come from the run's `predictions.csv`; explanations from one refit of the trial on the development rows
+(`refit.py`), explained on the holdout.
+"""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,55 +26,115 @@ def unit_of(cfg: Any) -> str:
     return str(cfg.data.target.get("unit") or cfg.data.target.column)
 
 
+PERCENT_METRICS, UNITLESS_METRICS = {"mape", "smape"}, {"r2"}
+
+
+def metric_unit(cfg: Any) -> str:
+    """The unit of the sweep's metric on chart axes: the target's unit for error metrics (mae, rmse, and a user's
+    own metric unless it is named like a built-in percentage or ratio)."""
+    name = str(cfg.metric.name)
+    return "%" if name in PERCENT_METRICS else "no unit" if name in UNITLESS_METRICS else unit_of(cfg)
+
+
 def predictions(tracker: Any, run_id: str) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as d:
         path = tracker.client.download_artifacts(run_id, "predictions.csv", d)
         return pd.read_csv(path, index_col=0, parse_dates=True)
 
 
-def run_charts(
-    tracker: Any,
-    run_id: str,
-    out_dir: Path,
-    title: str,
-    unit: str,
-    *,
-    model_uri: str | None = None,
-    cfg: Any = None,
-    root: str | None = None,
-) -> list[Path]:
-    """Performance charts from the run's predictions; with its logged model, the explanations too."""
+def log_charts(tracker: Any, run_id: str, paths: list[Path]) -> None:
+    for path in paths:
+        safely(f"log {path.name}", partial(tracker.client.log_artifact, run_id, str(path), "charts"))
+
+
+def run_charts(tracker: Any, run_id: str, out_dir: Path, title: str, unit: str) -> list[Path]:
+    """Performance charts of one run from its predictions, logged to the run; the time they took is the run's
+    `chart_seconds` metric (what bench/charts.py reads)."""
     from flowork.charts.performance import all_performance
 
     t0 = time.perf_counter()
     out = safely("predictions", lambda: all_performance(predictions(tracker, run_id), out_dir, title, unit))
-    if model_uri is not None and cfg is not None:
-        out += safely("explain", lambda: explain_logged(model_uri, cfg, root or ".", out_dir, title, unit))
-    for path in out:
-        safely(f"log {path.name}", partial(tracker.client.log_artifact, run_id, str(path), "charts"))
-    log.info("charts for %s: %d in %.2fs", title, len(out), time.perf_counter() - t0)
+    log_charts(tracker, run_id, out)
+    seconds = time.perf_counter() - t0
+    safely("log chart_seconds", lambda: tracker.log(run_id, metrics={"chart_seconds": seconds}))
+    log.info("charts for %s: %d in %.2fs", title, len(out), seconds)
     return out
 
 
-def explain_logged(model_uri: str, cfg: Any, root: str, out_dir: Path, title: str, unit: str) -> list[Path]:
-    """Explain the logged model on the holdout rows of its own data and features."""
-    import mlflow
-
-    from flowork import backtest, data
+def explain_trial(cfg: Any, root: str, out_dir: Path, title: str, unit: str) -> list[Path]:
+    """Refit the trial's config on the development rows and explain it on the holdout rows."""
     from flowork.charts.explain import explain
-    from flowork.features import make_target
+    from flowork.charts.refit import holdout_fit
 
-    forecaster = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    raw = data.load(cfg.data, root)
-    clean = forecaster.pipeline.cleaned(raw)
-    X = forecaster.pipeline.features(clean)
-    y, _ = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
-    y = y.reindex(X.index)
-    p = backtest.plan(
-        raw.index, cfg.data.backtest.folds, cfg.data.backtest.min_train, cfg.data.holdout, cfg.data.target.horizon
-    )
-    rows = (X.index >= p.holdout_start) & y.notna().to_numpy()
-    return explain(forecaster.model, X[rows], y[rows], out_dir, title, unit)
+    fit = holdout_fit(cfg, root)
+    return explain(fit.model, fit.X, fit.y, out_dir, title, unit)
+
+
+def composer(cfg: Any, root: str) -> Callable[[list[str]], Any]:
+    """compose(overrides) -> a trial's config. Inside the sweeper Hydra is initialised: its own config loader
+    composes exactly as the sweep's workers did; elsewhere the project's conf/ is composed afresh."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        loader = GlobalHydra.instance().config_loader()
+        return lambda overrides: loader.load_sweep_config(cfg, list(overrides))
+
+    def compose(overrides: list[str]) -> Any:
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
+
+        with initialize_config_dir(str(Path(root, "conf")), version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides))
+
+    return compose
+
+
+def charted_rows(rows: list[dict[str, Any]], champion: dict[str, Any] | None, mode: str) -> list[dict[str, Any]]:
+    """The leaderboard rows (one per study, best first) whose best trial gets performance + explanations."""
+    done = [r for r in rows if r["run_id"] and r["best"] is not None]
+    if mode == "champion":
+        model = champion["model"] if champion else (done[0]["model"] if done else None)
+        return [r for r in done if r["model"] == model]
+    return done
+
+
+def top_trials(storage: Any, row: dict[str, Any], k: int) -> list[Any]:
+    """The `k` best completed trials of the row's study with an MLflow run, best first."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=row["study"], storage=storage)
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("run_id")]
+    done.sort(key=lambda t: float(t.value or 0.0), reverse=study.direction.name == "MAXIMIZE")
+    return done[:k]
+
+
+def best_trial_charts(
+    r: dict[str, Any], tracker: Any, compose: Callable, charts_dir: Path, unit: str, root: str, reuse: bool
+) -> list[Path]:
+    """Performance (reused from the workers' per-trial charts when charts.trials=all) and explanations of a study's
+    best trial, logged to its run."""
+    title = f"{r['model']} trial {r['trial']}"
+    drawn = charts_dir / "trials" / f"{r['model']}_{r['trial']}"
+    performance = sorted(drawn.glob("*.png")) if reuse and drawn.is_dir() else []
+    if not performance:
+        performance = run_charts(tracker, r["run_id"], charts_dir / r["model"], title, unit)
+    cfg = safely_value(f"compose {r['model']}", lambda: compose(list(r["overrides"] or [])))
+    explanations = []
+    if cfg is not None:
+        explanations = safely(
+            f"explain {r['model']}", lambda: explain_trial(cfg, root, charts_dir / r["model"], title, unit)
+        )
+        log_charts(tracker, r["run_id"], explanations)
+    return performance + explanations
+
+
+def safely_value(name: str, make: Callable[[], Any]) -> Any:
+    try:
+        return make()
+    except Exception as e:  # a config that no longer composes (conf/ edited since) costs its charts only
+        log.warning("chart step %s failed: %s: %s", name, type(e).__name__, e)
+        return None
 
 
 def sweep_report(
@@ -80,43 +148,74 @@ def sweep_report(
     champion: dict[str, Any] | None,
     cfg: Any,
     root: str,
+    compose: Callable[[list[str]], Any] | None = None,
 ) -> Path:
-    """Charts for the sweep, each study's best trial and the champion, gathered into one HTML page."""
+    """Charts for the sweep, each study's best trial (or only the champion's, or the top k of each study) and the
+    champion, gathered into one HTML page; the time they took in `charts/timing.json` and the sweep run's metrics."""
     import optuna
 
     from flowork.charts import report
     from flowork.charts.sweep import sweep_charts
 
+    t0 = time.perf_counter()
+    mode, top_k = str(cfg.charts.trials), int(cfg.charts.get("top_k", 3))
+    compose = compose or composer(cfg, root)
     metric, unit = str(cfg.metric.name), unit_of(cfg)
     charts_dir = sweep_dir / "charts"
     studies = [optuna.load_study(study_name=r["study"], storage=storage) for r in rows]
+    note = ""
+    if mode == "all":
+        note = (
+            f"<p>Every trial's charts: its MLflow run (<code>charts/</code>) and <code>{charts_dir}/trials/</code>.</p>"
+        )
     sections = [
-        ("Sweep", report.table_html(rows, metric), sweep_charts(rows, studies, charts_dir / "sweep", metric, unit))
+        (
+            "Sweep",
+            report.table_html(rows, metric) + note,
+            sweep_charts(rows, studies, charts_dir / "sweep", metric, metric_unit(cfg)),
+        )
     ]
-    if champion is not None:
-        title = f"Champion: {champion['model']} (trial {champion['trial']})"
-        charts = run_charts(
-            tracker,
-            champion["champion_run_id"],
-            charts_dir / "champion",
-            title,
-            unit,
-            model_uri=f"models:/{champion['registered_model']}/{champion['version']}",
-            cfg=champion.get("cfg", cfg),
-            root=root,
-        )
+    per_model = {
+        r["model"]: best_trial_charts(r, tracker, compose, charts_dir, unit, root, reuse=mode == "all")
+        for r in charted_rows(rows, champion, mode)
+    }
+    if champion is not None and champion["model"] in per_model:
+        charts = per_model[champion["model"]]
+        log_charts(tracker, champion["champion_run_id"], charts)
         text = (
-            f"<p>holdout {metric}: {champion['holdout']:.4f}; registered as "
-            f"<code>{champion['model_uri']}</code> (version {champion['version']}).</p>"
+            f"<p>{champion['model']} trial {champion['trial']}: CV {metric} {champion['cv']:.4f}, holdout {metric} "
+            f"{champion['holdout']:.4f}; registered as <code>{champion['model_uri']}</code> (version "
+            f"{champion['version']}). Explanations: the trial refit on the development rows, on the holdout.</p>"
         )
-        sections.append((title, text, charts))
+        sections.append((f"Champion: {champion['model']} (trial {champion['trial']})", text, charts))
     for r in rows:
-        if r["run_id"]:
-            title = f"Best {r['model']} trial ({r['trial']})"
-            sections.append((title, "", run_charts(tracker, r["run_id"], charts_dir / r["model"], title, unit)))
-    page = report.write(
-        sweep_dir / "report.html", f"flowork sweep {sweep}", f"{len(rows)} studies, metric {metric}", sections
-    )
+        if r["model"] not in per_model:
+            continue
+        if champion is not None and r["model"] == champion["model"]:
+            text, charts = "<p>The champion: its charts are above.</p>", []
+        else:
+            text, charts = "", per_model[r["model"]]
+        sections.append((f"Best {r['model']} trial ({r['trial']})", text, charts))
+        if mode == "top":
+            for t in top_trials(storage, r, top_k)[1:]:
+                title = f"{r['model']} trial {t.number}"
+                out = run_charts(
+                    tracker, t.user_attrs["run_id"], charts_dir / "trials" / f"{r['model']}_{t.number}", title, unit
+                )
+                sections.append((f"{r['model']} trial {t.number} (CV {metric} {t.value:.4f})", "", out))
+    seconds = time.perf_counter() - t0
+    page = sweep_dir / "report.html"
+    meta = f"{len(rows)} studies, metric {metric}, charts.trials={mode}; charts drawn in {seconds:.1f} s"
+    if not safely("report", lambda: report.write(page, f"flowork sweep {sweep}", meta, sections)):
+        return page  # the warning says why; the sweep itself has finished
+    safely("timing", lambda: write_timing(charts_dir / "timing.json", mode, seconds))
     if sweep_run:
         safely("log report", lambda: tracker.client.log_artifact(sweep_run, str(page)))
+        safely("log chart_seconds", lambda: tracker.log(sweep_run, metrics={"chart_seconds": seconds}))
     return page
+
+
+def write_timing(path: Path, mode: str, seconds: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"mode": mode, "report_seconds": seconds}))
+    return path

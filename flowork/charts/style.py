@@ -9,6 +9,7 @@ from typing import Any
 
 log = logging.getLogger("flowork.charts")
 ACTUAL, FORECAST, ACCENT, MUTED = "#1f2937", "#2563eb", "#dc2626", "#9ca3af"
+PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2"]  # one colour per model / component
 
 
 def figure(title: str, xlabel: str, ylabel: str, *, size: tuple[float, float] = (10, 4.2), rows: int = 1) -> Any:

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from flowork.charts.style import FORECAST, MUTED, figure, safely, save
+from flowork.charts.style import ACCENT, FORECAST, MUTED, PALETTE, figure, safely, save
 
 
 def leaderboard(rows: list[dict[str, Any]], out: Path, metric: str, unit: str) -> Path:
     ok = [r for r in rows if r["best"] is not None]
     fig, (ax,) = figure(
-        f"Leaderboard: best cross-validated {metric} per model (± std over folds)",
+        f"Leaderboard: best CV {metric} per model (± std over folds) and its holdout {metric}",
         "model",
         f"{metric} ({unit})",
         size=(9, 4),
@@ -25,7 +25,7 @@ def leaderboard(rows: list[dict[str, Any]], out: Path, metric: str, unit: str) -
     ax.scatter(
         x,
         [r["holdout"] if r["holdout"] is not None else np.nan for r in ok],
-        color="#dc2626",
+        color=ACCENT,
         zorder=3,
         label="holdout",
     )
@@ -34,13 +34,15 @@ def leaderboard(rows: list[dict[str, Any]], out: Path, metric: str, unit: str) -
     return save(fig, out)
 
 
-def history(study: Any, out: Path, metric: str) -> Path:
+def history(study: Any, out: Path, metric: str, unit: str) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     trials = [t for t in study.trials if t.value is not None]
     values = np.array([t.value for t in trials])
     best = np.minimum.accumulate(values) if study.direction.name == "MINIMIZE" else np.maximum.accumulate(values)
-    fig, (ax,) = figure(f"{study.study_name}: optimisation history", "trial", metric, size=(9, 3.6))
+    fig, (ax,) = figure(
+        f"{study.study_name}: optimisation history", "trial number", f"CV {metric} ({unit})", size=(9, 3.6)
+    )
     ax.scatter([t.number for t in trials], values, color=MUTED, s=14, label="trial")
     ax.plot([t.number for t in trials], best, color=FORECAST, label="best so far")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -55,7 +57,7 @@ def param_importances(study: Any, out: Path) -> Path:
     names = list(importances)[::-1]
     fig, (ax,) = figure(
         f"{study.study_name}: hyperparameter importance (fANOVA)",
-        "importance",
+        "share of the CV metric's variance explained",
         "parameter",
         size=(9, 0.35 * len(names) + 1.6),
     )
@@ -63,14 +65,17 @@ def param_importances(study: Any, out: Path) -> Path:
     return save(fig, out)
 
 
-def metric_vs_duration(studies: list[Any], out: Path, metric: str) -> Path:
-    fig, (ax,) = figure("Metric against trial duration", "trial duration (s)", metric, size=(9, 4))
-    for study in studies:
+def metric_vs_duration(studies: list[Any], out: Path, metric: str, unit: str) -> Path:
+    fig, (ax,) = figure(
+        f"CV {metric} against trial duration (log scale)", "trial duration (s)", f"CV {metric} ({unit})", size=(9, 4)
+    )
+    for k, study in enumerate(studies):
         done = [t for t in study.trials if t.value is not None]
         ax.scatter(
             [t.user_attrs.get("seconds", np.nan) for t in done],
             [t.value for t in done],
             s=16,
+            color=PALETTE[k % len(PALETTE)],
             label=study.study_name.split("/", 1)[-1],
         )
     ax.set_xscale("log")
@@ -82,8 +87,10 @@ def sweep_charts(rows: list[dict[str, Any]], studies: list[Any], out_dir: Path, 
     out = safely("leaderboard", lambda: leaderboard(rows, out_dir / "leaderboard.png", metric, unit))
     for study in studies:
         name = study.study_name.split("/", 1)[-1]
-        out += safely(f"history {name}", partial(history, study, out_dir / f"history_{name}.png", metric))
+        out += safely(f"history {name}", partial(history, study, out_dir / f"history_{name}.png", metric, unit))
         if len([t for t in study.trials if t.value is not None]) >= 3 and study.best_trial.params:
             out += safely(f"importance {name}", partial(param_importances, study, out_dir / f"importance_{name}.png"))
-    out += safely("metric_vs_duration", lambda: metric_vs_duration(studies, out_dir / "metric_vs_duration.png", metric))
+    out += safely(
+        "metric_vs_duration", lambda: metric_vs_duration(studies, out_dir / "metric_vs_duration.png", metric, unit)
+    )
     return out
