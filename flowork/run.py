@@ -146,7 +146,7 @@ def run(
     from flowork.tracking import flatten, git_state, redact, tracker_for
 
     tracker = tracker_for(cfg.tracking, root)
-    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     tags = {"flowork.model": cfg.model.name, **git_state(os.path.abspath(root)), **(extra_tags or {})}
     trial = TRIAL.get()
     name = str(cfg.model.name)
@@ -157,7 +157,7 @@ def run(
         if trial is not None:
             trial.run_id = run_id
         tracker.log(run_id, params=flatten(resolved))
-        tracker.log_text(run_id, OmegaConf.to_yaml(resolved), "config.yaml")
+        tracker.log_text(run_id, to_yaml(resolved), "config.yaml")
         result = evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, reporter)
     if trial is not None:
         trial.result = result
@@ -248,6 +248,16 @@ def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig, data_k
     inputs = [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])]
     tracker.log_inputs(run_id, inputs)
     tracker.log(run_id, tags={"flowork.data_digest": digest})
+
+
+def to_yaml(container: dict[str, Any]) -> str:
+    """The resolved config as YAML through libyaml: OmegaConf.to_yaml rebuilds a DictConfig first and costs ~13 ms
+    a trial here, this ~0.5 ms."""
+    import yaml
+
+    return yaml.dump(
+        container, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, allow_unicode=True
+    )
 
 
 def predictions_csv(results, y: pd.Series) -> str:
