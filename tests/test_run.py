@@ -35,12 +35,14 @@ def leaky(df, target):
 
 
 def test_run_logs_metrics_params_tags_artifacts(make_cfg, store):
-    result = run(make_cfg("model=ridge", "tracking.log_model=true"), root=str(ROOT))
+    cfg = make_cfg("model=ridge", "tracking.log_model=true")
+    result = run(cfg, root=str(ROOT))
     client = MlflowClient(store)
     r = client.get_run(result.run_id)
     assert r.info.status == "FINISHED"
     assert r.data.params["model.params.alpha"] == "10.0" and r.data.params["data.target.horizon"] == "1"
-    assert {f"cv_mae_fold{k}" for k in range(5)} | {"cv_mae", "cv_mae_std", "holdout_mae"} <= set(r.data.metrics)
+    folds = {f"cv_mae_fold{k}" for k in range(cfg.data.backtest.folds)}
+    assert folds | {"cv_mae", "cv_mae_std", "holdout_mae"} <= set(r.data.metrics)
     assert r.data.metrics["cv_mae"] == pytest.approx(result.objective)
     assert 1.0 < result.holdout < 4.0  # °C, next-day max temperature
     assert r.data.tags["flowork.model"] == "ridge" and r.data.tags["flowork.data_digest"]
@@ -70,7 +72,7 @@ ERRORS = [
     ([*NO_PARAMS, "model.train._target_=tests.test_run.no_predict"], "has no predict", "predict(X)"),
     ([*NO_PARAMS, "model.train._target_=tests.test_run.wrong_length"], "returned 1 values", "one prediction per row"),
     (
-        [*NO_PARAMS, "model.train._target_=tests.test_run.nan_model"],
+        [*NO_PARAMS, "model.train._target_=tests.test_run.nan_model", "data.backtest.folds=5"],
         "NaN/inf value(s) of 31 in fold0",
         "model's predictions",
     ),
@@ -84,6 +86,7 @@ ERRORS = [
             "~features.build.lags",
             "~features.build.exog",
             "~features.build.exog_lags",
+            "~features.build.spreads",
             "~features.build.windows",
             "~features.build.categorical",
             "~features.build.calendar",

@@ -10,10 +10,16 @@ import numpy as np
 import pandas as pd
 
 
-def _calendar(index: pd.DatetimeIndex, horizon: int, freq: str) -> dict[str, np.ndarray]:
-    """Day-of-year of the forecast time as sin/cos: known in advance, so not a leak."""
+def _calendar(index: pd.DatetimeIndex, horizon: int, freq: str, harmonics: int = 1) -> dict[str, np.ndarray]:
+    """Day-of-year of the forecast time as `harmonics` sin/cos pairs (a Fourier series of the yearly cycle): known in
+    advance, so not a leak. The second harmonic lets a linear model fit the asymmetric seasons (a long dry summer,
+    a short spring) that one sine cannot."""
     angle = 2 * np.pi * index.shift(horizon, freq=freq).dayofyear.to_numpy() / 365.25
-    return {"doy_sin": np.sin(angle), "doy_cos": np.cos(angle)}
+    cols = {}
+    for k in range(1, int(harmonics) + 1):
+        suffix = "" if k == 1 else str(k)
+        cols[f"doy_sin{suffix}"], cols[f"doy_cos{suffix}"] = np.sin(k * angle), np.cos(k * angle)
+    return cols
 
 
 def tabular(
@@ -24,14 +30,18 @@ def tabular(
     lags: int = 30,
     exog: tuple[str, ...] | list[str] = (),
     exog_lags: int = 3,
+    spreads: tuple[str, ...] | list[str] = (),
     windows: tuple[int, ...] | list[int] = (7, 30),
     categorical: dict[str, list[str]] | None = None,
-    calendar: bool = True,
+    calendar: bool | int = True,
 ) -> pd.DataFrame:
     """Lags, rolling statistics and calendar terms for tabular regressors (ridge, random forest, xgboost).
 
-    `<col>_lag<k>` is the value k rows before t (lag0 = the value at t); `<target>_mean<w>`/`_std<w>` are trailing
-    windows ending at t; `categorical` columns become one-hot indicators of their value at t.
+    `<col>_lag<k>` is the value k rows before t (lag0 = the value at t); `<target>_minus_<col>_lag<k>` (one per
+    column in `spreads`, `exog_lags` lags) is the target minus that column, e.g. the day's temperature range, a
+    cloudiness signal that trees cannot form from the two columns themselves; `<target>_mean<w>`/`_std<w>` are
+    trailing windows ending at t; `categorical` columns become one-hot indicators of their value at t; `calendar`
+    is the number of day-of-year sin/cos pairs (True = 1, False = 0).
     """
     cols: dict[str, pd.Series | np.ndarray] = {}
     for k in range(lags):
@@ -39,12 +49,14 @@ def tabular(
     for c in exog:
         for k in range(exog_lags):
             cols[f"{c}_lag{k}"] = df[c].shift(k)
+    for c in spreads:
+        for k in range(exog_lags):
+            cols[f"{target}_minus_{c}_lag{k}"] = (df[target] - df[c]).shift(k)
     for w in windows:
         roll = df[target].rolling(w, min_periods=w)
         cols[f"{target}_mean{w}"] = roll.mean()
         cols[f"{target}_std{w}"] = roll.std()
-    if calendar:
-        cols |= _calendar(df.index, horizon, freq)
+    cols |= _calendar(df.index, horizon, freq, int(calendar))
     X = pd.DataFrame(cols, index=df.index)
     for c, categories in (categorical or {}).items():
         X = X.join(

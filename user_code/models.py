@@ -24,6 +24,46 @@ def ridge(X: pd.DataFrame, y: pd.Series, alpha: float = 1.0) -> Any:
     return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(X, y)
 
 
+class ChangeForecaster:
+    """A regressor fitted to the change of the target from one column of X (`relative_to`, e.g. today's value):
+    predict(X) = X[column] + the predicted change.
+
+    Why: a tree ensemble predicts averages of training targets, so it can never forecast a temperature above the
+    hottest day it was trained on; the day-to-day change has a stable range, so trees stay accurate in a record
+    heat wave. The fitted trees are exposed as a one-step `steps` list (scikit-learn's Pipeline convention), so
+    flowork's SHAP chart explains the predicted change, and `components` splits the forecast for its charts.
+    """
+
+    def __init__(self, estimator: Any, column: str) -> None:
+        self.estimator, self.column = estimator, column
+
+    @property
+    def steps(self) -> list[tuple[str, Any]]:
+        return [("change", self.estimator)]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.estimator.predict(X), dtype=float) + X[self.column].to_numpy(float)
+
+    def components(self, X: pd.DataFrame) -> pd.DataFrame:
+        change = np.asarray(self.estimator.predict(X), dtype=float)
+        return pd.DataFrame({self.column: X[self.column].to_numpy(float), "predicted change": change}, index=X.index)
+
+
+def change_target(X: pd.DataFrame, y: pd.Series, relative_to: str | None) -> pd.Series:
+    """y itself, or its change from the column `relative_to` of X (checked to exist)."""
+    if relative_to is None:
+        return y
+    if relative_to not in X.columns:
+        from flowork.errors import FloworkError
+
+        raise FloworkError(
+            f"relative_to={relative_to!r} is not a feature column (have e.g. {list(X.columns[:5])})",
+            where="conf/model/<option>.yaml, key `model.params.relative_to`",
+            fix="name a column the features build (e.g. ${data.target.column}_lag0 = today's value), or null",
+        )
+    return y - X[relative_to].to_numpy(float)
+
+
 def random_forest(
     X: pd.DataFrame,
     y: pd.Series,
@@ -31,18 +71,21 @@ def random_forest(
     max_depth: int | None = 10,
     min_samples_leaf: int = 3,
     max_features: float = 0.5,
+    relative_to: str | None = None,
     seed: int = 0,
 ) -> Any:
+    """scikit-learn random forest; with `relative_to` it forecasts the change from that column (ChangeForecaster)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    return RandomForestRegressor(
+    forest = RandomForestRegressor(
         n_estimators=n_estimators,
         max_depth=max_depth,
         min_samples_leaf=min_samples_leaf,
         max_features=max_features,
         random_state=seed,
         n_jobs=1,  # flowork runs trials in parallel; one core each
-    ).fit(X, y)
+    ).fit(X, change_target(X, y, relative_to))
+    return forest if relative_to is None else ChangeForecaster(forest, relative_to)
 
 
 def xgb(
@@ -57,12 +100,14 @@ def xgb(
     reg_lambda: float = 1.0,
     validation_share: float = 0.0,
     early_stopping_rounds: int | None = None,
+    relative_to: str | None = None,
     seed: int = 0,
     reporter: Any = None,
 ) -> Any:
     """Gradient-boosted trees. With `validation_share` > 0 the newest share of the training rows is held out:
     boosting stops early on it, and its MAE is reported every 10 rounds so a sweep's pruner can stop a hopeless
-    trial (flowork passes `reporter`; it does nothing outside a pruned sweep)."""
+    trial (flowork passes `reporter`; it does nothing outside a pruned sweep). With `relative_to` the trees
+    forecast the change from that column (ChangeForecaster)."""
     from xgboost import XGBRegressor
     from xgboost.callback import TrainingCallback
 
@@ -72,6 +117,7 @@ def xgb(
                 reporter(evals_log["validation_0"]["mae"][-1], epoch)
             return False
 
+    y = change_target(X, y, relative_to)
     fit_X, fit_y, eval_set = X, y, None
     if validation_share > 0:
         cut = int(len(X) * (1 - validation_share))
@@ -92,7 +138,8 @@ def xgb(
         callbacks=[Report()] if eval_set and reporter else None,
     )
     model.fit(fit_X, fit_y, eval_set=eval_set, verbose=False)
-    return model.set_params(callbacks=None)  # the fitted model is pickled to MLflow: drop the reporter
+    model.set_params(callbacks=None)  # the fitted model is pickled to MLflow: drop the reporter
+    return model if relative_to is None else ChangeForecaster(model, relative_to)
 
 
 class ProphetForecaster:
@@ -113,7 +160,11 @@ def prophet(
     seasonality_mode: str = "additive",
     yearly_seasonality: int | bool = 10,
     weekly_seasonality: bool = False,
+    growth: str = "linear",
 ) -> ProphetForecaster:
+    """Prophet with the columns of X other than `ds` as extra regressors. `growth="flat"`: no trend, the level
+    being the yearly cycle and the regressors (a linear trend fitted to a few years of weather, extrapolated
+    over the months after the fit, drifts)."""
     import logging
 
     from prophet import Prophet
@@ -126,6 +177,7 @@ def prophet(
         yearly_seasonality=yearly_seasonality,
         weekly_seasonality=weekly_seasonality,
         daily_seasonality=False,
+        growth=growth,
         uncertainty_samples=0,  # point forecasts only: the intervals' 1000 samples made predict ~10x slower
     )
     regressors = [c for c in X.columns if c != "ds"]

@@ -1,0 +1,76 @@
+"""The example's own feature and model code (user_code/): spreads and calendar harmonics in the tabular features,
+tree models that forecast the change from today's value."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowork.errors import FloworkError
+from flowork.features import Pipeline, leakage_check
+from user_code import features, models
+
+DAYS = pd.date_range("2020-01-01", periods=400, freq="D")
+RNG = np.random.default_rng(0)
+DF = pd.DataFrame(
+    {"v": 10 + 5 * np.sin(np.arange(400) / 58.0) + RNG.normal(0, 1, 400), "w": RNG.normal(0, 1, 400)}, index=DAYS
+)
+
+
+def test_spreads_are_the_target_minus_the_column_lagged_like_exog():
+    X = features.tabular(DF, target="v", lags=2, exog=["w"], exog_lags=2, spreads=["w"], windows=[])
+    t = DAYS[100]
+    assert X.loc[t, "v_minus_w_lag0"] == pytest.approx(DF.v[t] - DF.w[t])
+    assert X.loc[t, "v_minus_w_lag1"] == pytest.approx(DF.v[DAYS[99]] - DF.w[DAYS[99]])
+    assert "v_minus_w_lag2" not in X
+
+
+@pytest.mark.parametrize(("calendar", "pairs"), [(False, 0), (True, 1), (1, 1), (3, 3)])
+def test_calendar_is_a_number_of_harmonics_of_the_forecast_day(calendar, pairs):
+    X = features.tabular(DF, target="v", lags=1, windows=[], calendar=calendar, horizon=2)
+    sines = [c for c in X.columns if c.startswith("doy_sin")]
+    assert len(sines) == pairs and len([c for c in X.columns if c.startswith("doy_cos")]) == pairs
+    if pairs:  # harmonic k of the day `horizon` steps after the row
+        k = pairs
+        angle = 2 * np.pi * (DAYS[10] + pd.Timedelta(days=2)).dayofyear / 365.25
+        assert X.loc[DAYS[10], "doy_sin" + ("" if k == 1 else str(k))] == pytest.approx(np.sin(k * angle))
+
+
+def test_new_tabular_features_pass_the_leakage_check():
+    def build(df):
+        return features.tabular(df, target="v", lags=3, exog=["w"], exog_lags=2, spreads=["w"], windows=[7], calendar=3)
+
+    p = Pipeline(None, build, "conf/features/tabular.yaml")
+    leakage_check(DF, p, p(DF))
+
+
+# A warming series: the last 100 days are all warmer than any training day.
+WARMING = pd.DataFrame({"v": np.arange(400) * 0.1 + RNG.normal(0, 0.3, 400)}, index=DAYS)
+
+
+@pytest.mark.parametrize("train", [models.xgb, models.random_forest])
+def test_trees_forecasting_the_change_follow_the_series_past_the_training_range(train):
+    X = features.tabular(WARMING, target="v", lags=3, windows=[], calendar=False)
+    y = WARMING.v.shift(-1).reindex(X.index).dropna()
+    X = X.loc[y.index]
+    fit, test = slice(0, 290), slice(290, None)
+    level = train(X.iloc[fit], y.iloc[fit])
+    change = train(X.iloc[fit], y.iloc[fit], relative_to="v_lag0")
+    err_level = np.abs(level.predict(X.iloc[test]) - y.iloc[test]).mean()
+    err_change = np.abs(change.predict(X.iloc[test]) - y.iloc[test]).mean()
+    assert level.predict(X.iloc[test]).max() <= y.iloc[fit].max() + 1e-9  # trees cannot leave the training range
+    assert err_change < 1.0 < err_level
+    parts = change.components(X.iloc[test])  # today's value + predicted change = the forecast (charts draw it)
+    assert np.allclose(parts.sum(axis=1), change.predict(X.iloc[test]))
+    assert np.allclose(pickle.loads(pickle.dumps(change)).predict(X.iloc[test]), change.predict(X.iloc[test]))
+
+
+def test_relative_to_a_missing_column_names_the_key():
+    X = features.tabular(DF, target="v", lags=2, windows=[])
+    y = DF.v.shift(-1).reindex(X.index).fillna(0.0)
+    with pytest.raises(FloworkError, match="relative_to='temp_max_lag0' is not a feature column") as e:
+        models.xgb(X, y, relative_to="temp_max_lag0")
+    assert "model.params.relative_to" in e.value.render()
