@@ -158,7 +158,7 @@ def test_sweep_report_renders_in_chromium(tmp_path, short_csv):
     assert len(list((charts / "trials").iterdir())) == 2  # top_k=2: the runner-up of each study
     page = tmp_path / "sweeps" / "r" / "report.html"
     html = page.read_text()
-    assert html.count("<img ") >= 30 and "http" not in re.sub(r"data:image/png;base64,[^\"]+", "", html)
+    assert html.count("<img ") >= 25 and "http" not in re.sub(r"data:image/png;base64,[^\"]+", "", html)
     assert "Champion: " in html and "±" in html
     from flowork.tracking import get_tracker
 
