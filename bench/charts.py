@@ -28,9 +28,6 @@ MODELS = "ridge,random_forest,xgb,prophet,darts_nbeats"
 
 
 def sweep(mode: str, trials: int, tmp: Path) -> dict:
-    import optuna
-
-    from flowork.studies import open_storage
     from flowork.tracking import get_tracker
 
     name = f"charts-{mode}"
@@ -49,8 +46,15 @@ def sweep(mode: str, trials: int, tmp: Path) -> dict:
         "-m",
     ]
     wall = run_flowork(args)
+    return measure(mode, name, sweep_dir, get_tracker(store, "temperature", f"file://{tmp}/art-{name}"), wall)
+
+
+def measure(mode: str, name: str, sweep_dir: Path, tracker, wall: float) -> dict:
+    import optuna
+
+    from flowork.studies import open_storage
+
     storage = open_storage(f"journal:{sweep_dir}/optuna.journal")
-    tracker = get_tracker(store, "temperature", f"file://{tmp}/art-{name}")
     trial_s, per_trial_chart_s = [], []
     for model in MODELS.split(","):
         study = optuna.load_study(study_name=f"{name}/{model}", storage=storage)

@@ -13,6 +13,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ def metric_unit(cfg: Any) -> str:
 
 
 def predictions(tracker: Any, run_id: str) -> pd.DataFrame:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run fills the sweep's log
     with tempfile.TemporaryDirectory() as d:
         path = tracker.client.download_artifacts(run_id, "predictions.csv", d)
         return pd.read_csv(path, index_col=0, parse_dates=True)
@@ -109,24 +113,59 @@ def top_trials(storage: Any, row: dict[str, Any], k: int) -> list[Any]:
     return done[:k]
 
 
-def best_trial_charts(
+@dataclass
+class ChartJob:
+    """One run's charts: performance from its predictions, explanations from a refit of its config. Plain data, no
+    MLflow client or Hydra (the caller downloads and logs), so a job can be drawn anywhere. (Drawing the jobs in
+    a spawned process per core was measured here: slower than one after another on this shared 2-core machine,
+    the children's imports outweighing the parallelism.)"""
+
+    run_id: str
+    title: str
+    out_dir: str
+    unit: str
+    root: str
+    predictions: pd.DataFrame | None  # None: no performance charts (already drawn by the sweep's worker)
+    cfg: dict[str, Any] | None  # the trial's resolved config; None: no explanations
+    reused: list[str] = field(default_factory=list)  # charts drawn before (charts.trials=all)
+
+
+def draw_job(job: ChartJob) -> list[str]:
+    from flowork.charts.performance import all_performance
+
+    out = [Path(p) for p in job.reused]
+    if job.predictions is not None:
+        pred = job.predictions
+        out += safely("performance", lambda: all_performance(pred, Path(job.out_dir), job.title, job.unit))
+    if job.cfg is not None:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.create(job.cfg)
+        out += safely(
+            f"explain {job.title}", lambda: explain_trial(cfg, job.root, Path(job.out_dir), job.title, job.unit)
+        )
+    return [str(p) for p in out]
+
+
+def resolved(cfg: Any) -> dict[str, Any]:
+    """The config without Hydra's own node, interpolations resolved: plain data a child process can rebuild."""
+    from omegaconf import OmegaConf
+
+    keep = [str(k) for k in cfg if k != "hydra"]
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keep), resolve=True)  # type: ignore[return-value]
+
+
+def best_trial_job(
     r: dict[str, Any], tracker: Any, compose: Callable, charts_dir: Path, unit: str, root: str, reuse: bool
-) -> list[Path]:
+) -> ChartJob:
     """Performance (reused from the workers' per-trial charts when charts.trials=all) and explanations of a study's
-    best trial, logged to its run."""
+    best trial."""
     title = f"{r['model']} trial {r['trial']}"
     drawn = charts_dir / "trials" / f"{r['model']}_{r['trial']}"
-    performance = sorted(drawn.glob("*.png")) if reuse and drawn.is_dir() else []
-    if not performance:
-        performance = run_charts(tracker, r["run_id"], charts_dir / r["model"], title, unit)
-    cfg = safely_value(f"compose {r['model']}", lambda: compose(list(r["overrides"] or [])))
-    explanations = []
-    if cfg is not None:
-        explanations = safely(
-            f"explain {r['model']}", lambda: explain_trial(cfg, root, charts_dir / r["model"], title, unit)
-        )
-        log_charts(tracker, r["run_id"], explanations)
-    return performance + explanations
+    reused = [str(p) for p in sorted(drawn.glob("*.png"))] if reuse and drawn.is_dir() else []
+    pred = None if reused else safely_value(f"predictions of {title}", lambda: predictions(tracker, r["run_id"]))
+    cfg = safely_value(f"config of {title}", lambda: resolved(compose(list(r["overrides"] or []))))
+    return ChartJob(r["run_id"], title, str(charts_dir / r["model"]), unit, root, pred, cfg, reused)
 
 
 def safely_value(name: str, make: Callable[[], Any]) -> Any:
@@ -168,17 +207,23 @@ def sweep_report(
         note = (
             f"<p>Every trial's charts: its MLflow run (<code>charts/</code>) and <code>{charts_dir}/trials/</code>.</p>"
         )
-    sections = [
-        (
-            "Sweep",
-            report.table_html(rows, metric) + note,
-            sweep_charts(rows, studies, charts_dir / "sweep", metric, metric_unit(cfg)),
-        )
-    ]
-    per_model = {
-        r["model"]: best_trial_charts(r, tracker, compose, charts_dir, unit, root, reuse=mode == "all")
-        for r in charted_rows(rows, champion, mode)
-    }
+    charted = charted_rows(rows, champion, mode)
+    jobs = [best_trial_job(r, tracker, compose, charts_dir, unit, root, reuse=mode == "all") for r in charted]
+    extra: dict[str, list[tuple[Any, int]]] = {}  # charts.trials=top: each study's runners-up, performance only
+    if mode == "top":
+        for r in charted:
+            for t in top_trials(storage, r, top_k)[1:]:
+                title, run_id = f"{r['model']} trial {t.number}", t.user_attrs["run_id"]
+                pred = safely_value(f"predictions of {title}", partial(predictions, tracker, run_id))
+                out_dir = charts_dir / "trials" / f"{r['model']}_{t.number}"
+                extra.setdefault(r["model"], []).append((t, len(jobs)))
+                jobs.append(ChartJob(run_id, title, str(out_dir), unit, root, pred, None))
+    sweep_pngs = sweep_charts(rows, studies, charts_dir / "sweep", metric, metric_unit(cfg))
+    charts_of = [[Path(p) for p in draw_job(job)] for job in jobs]
+    for job, paths in zip(jobs, charts_of, strict=True):
+        log_charts(tracker, job.run_id, [p for p in paths if str(p) not in job.reused])
+    per_model = {r["model"]: charts_of[k] for k, r in enumerate(charted)}
+    sections = [("Sweep", report.table_html(rows, metric) + note, sweep_pngs)]
     if champion is not None and champion["model"] in per_model:
         charts = per_model[champion["model"]]
         log_charts(tracker, champion["champion_run_id"], charts)
@@ -196,13 +241,8 @@ def sweep_report(
         else:
             text, charts = "", per_model[r["model"]]
         sections.append((f"Best {r['model']} trial ({r['trial']})", text, charts))
-        if mode == "top":
-            for t in top_trials(storage, r, top_k)[1:]:
-                title = f"{r['model']} trial {t.number}"
-                out = run_charts(
-                    tracker, t.user_attrs["run_id"], charts_dir / "trials" / f"{r['model']}_{t.number}", title, unit
-                )
-                sections.append((f"{r['model']} trial {t.number} (CV {metric} {t.value:.4f})", "", out))
+        for t, k in extra.get(r["model"], []):
+            sections.append((f"{r['model']} trial {t.number} (CV {metric} {t.value:.4f})", "", charts_of[k]))
     seconds = time.perf_counter() - t0
     page = sweep_dir / "report.html"
     meta = f"{len(rows)} studies, metric {metric}, charts.trials={mode}; charts drawn in {seconds:.1f} s"
