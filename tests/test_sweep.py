@@ -142,6 +142,17 @@ def test_all_failed_sweep_exits_non_zero(tmp_path, short_csv):
     assert "every trial of sweep 's' failed" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_sampled_value_of_the_wrong_type_fails_its_trial_not_the_sweep(tmp_path, short_csv):
+    """Workers assign sampled values onto a typed config: a wrong type is the trial's error, named by key."""
+    out = sweep(
+        *sweep_args(tmp_path, short_csv), "model=ridge", "threads=choice(one,two)", "search.n_trials=2", *SCRIPTED
+    )
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "every trial of sweep 's' failed" in out.stderr
+    errors = [t.user_attrs["error"] for t in trials(tmp_path, "s", "ridge")]
+    assert len(errors) == 2 and all("threads" in e for e in errors), errors
+
+
 def test_resume_after_kill_9(tmp_path, short_csv):
     args = [
         *sweep_args(tmp_path, short_csv, "r"),

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flowork.errors import FloworkError
 
+from . import _joblib
 from ._worker import StudyPlan, SweepPlan, TrialWorker
 
 log = logging.getLogger("flowork.sweep")
@@ -52,6 +53,7 @@ class FloworkSweeperImpl:
         sweep_dir = str(self.config.hydra.sweep.dir)
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         root = os.getcwd()
+        warming = _joblib.warm_workers(self.config, root)  # the launcher's workers start while this process plans
         tracker = tracker_for(self.config.tracking, root)
         uri = tracker.uri
         storage_url = self.config.sweep.storage or default_storage(sweep_dir)
@@ -66,6 +68,8 @@ class FloworkSweeperImpl:
             kill_running_children(tracker, s.run_id)
 
         workers = self.worker_count(plan)
+        if warming is not None:
+            warming.join()
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context,
             task_function=TrialWorker(plan, self.hydra_context, self.task_function, self.config),
@@ -95,6 +99,8 @@ class FloworkSweeperImpl:
                 tracker.end(s.run_id, "KILLED")
             tracker.end(sweep_run, "KILLED")
             raise
+        if warming is not None:
+            _joblib.release_workers()  # while this process selects and reports
 
         board = leaderboard(plan, storage)
         write_leaderboard(board, sweep_dir, str(self.config.metric.name))

@@ -7,6 +7,7 @@ trial of each batch; launching *workers* that pull trials keeps every worker bus
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -21,6 +22,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger("flowork.sweep")
 
@@ -62,10 +64,17 @@ class StudyJob:
     hydra_view: Any = None
 
     @classmethod
-    def of(cls, config: DictConfig) -> StudyJob:
+    def of(cls, config: DictConfig, typed: bool = True) -> StudyJob:
+        """`typed`: merge the task's config onto flowork's schema once here rather than in each trial's run()."""
+        from flowork.errors import FloworkError
+        from flowork.schema import validate
+
         task = copy.deepcopy(config)
         with read_write(task), open_dict(task):
             del task["hydra"]
+        if typed:
+            with contextlib.suppress(FloworkError):  # each trial's run() reports it, as a failed trial
+                task = validate(task)
         return cls(config, task)
 
 
@@ -85,7 +94,11 @@ class TrialWorker:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         from hydra.core.hydra_config import HydraConfig
 
+        from ._project import enter_project
+
         worker = int(HydraConfig.get().job.num)  # the task config has no `hydra` node
+        # a Ray worker starts elsewhere (another directory, maybe another machine): into the project first
+        self.hydra_context, self.config = enter_project(self.hydra_context, self.config, self.plan)
         storage = open_storage(self.plan.storage)
         studies = {}
         for k, s in enumerate(self.plan.studies):
@@ -242,10 +255,13 @@ class TrialWorker:
                 study_dir.joinpath("config.yaml").write_text(OmegaConf.to_yaml(job.task))
         if any(key in job.config.hydra.runtime.choices for key in params):
             return StudyJob.of(self.hydra_context.config_loader.load_sweep_config(self.config, overrides))
-        for cfg in (job.config, job.task):
-            with read_write(cfg), open_dict(cfg):
-                for key, value in params.items():
-                    OmegaConf.update(cfg, key, value, merge=False)
+        try:
+            for cfg in (job.config, job.task):
+                with read_write(cfg), open_dict(cfg):
+                    for key, value in params.items():
+                        OmegaConf.update(cfg, key, value, merge=False)
+        except OmegaConfBaseException:  # a value of the wrong type for a typed key: run() reports it in the trial
+            return StudyJob.of(self.hydra_context.config_loader.load_sweep_config(self.config, overrides), typed=False)
         return job
 
     def tell(self, study: Any, trial: Any, ret: Any, context: Any) -> str:

@@ -1,0 +1,80 @@
+"""Warming the joblib launcher's workers: the launch must find the very processes that were warmed."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+from joblib import Parallel, delayed
+from omegaconf import OmegaConf
+
+from hydra_plugins.flowork_sweeper import _joblib
+from tests.conftest import CONF
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def test_the_launch_reuses_the_warmed_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=2",
+                f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                f"tracking.artifact_location=file://{tmp_path}/art",
+            ],
+            return_hydra_config=True,
+        )
+    thread = _joblib.warm_workers(cfg, str(tmp_path))
+    assert thread is not None
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert (tmp_path / "mlflow.db").exists()  # the workers opened (created) the store as their trials will
+    # the joblib launcher's own call: same settings, so the same reusable executor and processes
+
+    params = OmegaConf.to_container(cfg.hydra.launcher)
+    params.pop("_target_")
+    params["backend"] = "loky"
+    process_joblib_cfg(params)
+    again = set(Parallel(**params)(delayed(pid)() for _ in range(8)))
+    assert len(again) == 2 and not again & {os.getpid()}
+    assert again == set(thread.pids)
+
+
+def test_other_launchers_are_left_alone():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)  # the basic launcher: trials run in this process
+    assert _joblib.warm_workers(cfg, ".") is None
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # a zombie has exited
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_released_workers_are_gone(tmp_path):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
+            return_hydra_config=True,
+        )
+    warming = _joblib.warm_workers(cfg, str(tmp_path))
+    warming.join(timeout=120)
+    assert len(set(warming.pids)) == 2 and all(running(p) for p in warming.pids)
+    _joblib.release_workers()
+    deadline = time.time() + 10
+    while any(running(p) for p in warming.pids) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(running(p) for p in warming.pids)
