@@ -196,3 +196,15 @@ def test_sweep_report_renders_in_chromium(tmp_path, short_csv):
         check=True,
     )
     assert shot.stat().st_size > 20_000
+
+
+def test_a_trial_config_composes_outside_the_sweeper():
+    """`flowork report` redraws a sweep from its trials' overrides, with no Hydra app running."""
+    from flowork.charts.draw import composer, resolved
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        base = compose("config", overrides=["sweep.name=x"])
+    cfg = composer(base, str(ROOT))(["sweep.name=x", "model=xgb", "model.params.max_depth=5"])
+    plain = resolved(cfg)
+    assert (plain["model"]["name"], plain["model"]["params"]["max_depth"]) == ("xgb", 5)
+    assert "hydra" not in plain

@@ -246,11 +246,14 @@ def sweep_report(
     seconds = time.perf_counter() - t0
     page = sweep_dir / "report.html"
     meta = f"{len(rows)} studies, metric {metric}, charts.trials={mode}; charts drawn in {seconds:.1f} s"
-    if not safely("report", lambda: report.write(page, f"flowork sweep {sweep}", meta, sections)):
+    if not cfg.charts.get("report", True):
+        log.info("charts drawn in %.1f s (charts.report=false: no HTML page)", seconds)
+    elif not safely("report", lambda: report.write(page, f"flowork sweep {sweep}", meta, sections)):
         return page  # the warning says why; the sweep itself has finished
     safely("timing", lambda: write_timing(charts_dir / "timing.json", mode, seconds))
     if sweep_run:
-        safely("log report", lambda: tracker.client.log_artifact(sweep_run, str(page)))
+        if page.exists():
+            safely("log report", lambda: tracker.client.log_artifact(sweep_run, str(page)))
         safely("log chart_seconds", lambda: tracker.log(sweep_run, metrics={"chart_seconds": seconds}))
     return page
 

@@ -125,7 +125,7 @@ class FloworkSweeperImpl:
                 sweep_dir=sweep_dir,
                 model_name=str(self.config.tracking.model_name),
             )
-        if self.config.charts.trials != "none" and self.config.charts.report:
+        if self.config.charts.trials != "none":  # charts.report=false: charts in MLflow, no HTML page
             from flowork.charts.draw import sweep_report
 
             page = sweep_report(
@@ -138,6 +138,7 @@ class FloworkSweeperImpl:
                 champion=summary,
                 cfg=self.config,
                 root=root,
+                compose=self.compose,
             )
             log.info("report: %s", page)
         tracker.end(sweep_run, "FINISHED")
