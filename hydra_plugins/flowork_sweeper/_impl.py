@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flowork.errors import FloworkError
 
-from . import _joblib
+from . import _joblib, _ray
 from ._worker import StudyPlan, SweepPlan, TrialWorker
 
 log = logging.getLogger("flowork.sweep")
@@ -49,6 +49,8 @@ class FloworkSweeperImpl:
         from flowork.studies import close_orphans, default_storage, open_storage
         from flowork.tracking import tracker_for
 
+        # a Ray cluster is reached (or not) before any study or run exists; its CPUs size the workers
+        slots = _ray.connect(self.config) if _ray.uses_ray(self.config) else None
         name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
         sweep_dir = str(self.config.hydra.sweep.dir)
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,8 @@ class FloworkSweeperImpl:
         warming = _joblib.warm_workers(self.config, root)  # the launcher's workers start while this process plans
         tracker = tracker_for(self.config.tracking, root)
         uri = tracker.uri
-        storage_url = self.config.sweep.storage or default_storage(sweep_dir)
+        # absolute: a worker may start in another directory (a Ray node starts where `ray start` ran)
+        storage_url = self.config.sweep.storage or default_storage(os.path.abspath(sweep_dir))
         storage = open_storage(storage_url)
         sweep_run = find_or_start_run(tracker, name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
         plan = self.plan(arguments, name, storage, storage_url, tracker, sweep_run, uri)
@@ -67,7 +70,8 @@ class FloworkSweeperImpl:
                     tracker.end(rid, "KILLED")
             kill_running_children(tracker, s.run_id)
 
-        workers = self.worker_count(plan)
+        workers = self.worker_count(plan, slots)
+        extra = _ray.worker_overrides(self.config, sweep_dir) if slots else []
         if warming is not None:
             warming.join()
         launcher = Plugins.instance().instantiate_launcher(
@@ -81,7 +85,8 @@ class FloworkSweeperImpl:
             with Progress(plan, storage):
                 for attempt in range(3):  # relaunch when a worker process died while budget remains
                     worker_overrides = [
-                        [f"sweep.name={name}", f"hydra.sweep.subdir=.workers/{attempt}_{k}"] for k in range(workers)
+                        [f"sweep.name={name}", f"hydra.sweep.subdir=.workers/{attempt}_{k}", *extra]
+                        for k in range(workers)
                     ]
                     try:
                         returns = launcher.launch(worker_overrides, initial_job_idx=0)
@@ -233,8 +238,9 @@ class FloworkSweeperImpl:
     def available_models(self) -> list[str]:
         return [p.stem for p in Path(os.getcwd(), "conf", "model").glob("*.yaml")]
 
-    def worker_count(self, plan: SweepPlan) -> int:
-        workers = self.config.sweep.workers
+    def worker_count(self, plan: SweepPlan, slots: int | None = None) -> int:
+        """sweep.workers, else the launcher's: Ray's worker slots (cluster CPUs), joblib's n_jobs, 1 for basic."""
+        workers = self.config.sweep.workers or slots
         if workers is None:
             n_jobs = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
             workers = (os.cpu_count() or 1) if n_jobs == -1 else (n_jobs or 1)
