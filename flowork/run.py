@@ -171,10 +171,11 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     log_dataset(tracker, run_id, raw, cfg, data_key)
     clean = pipeline.cleaned(raw)
     X = pipeline.features(clean)
-    features_key = (data_key, str(OmegaConf.to_container(cfg.features, resolve=True)))
-    if cfg.features.leakage_check and features_key not in CHECKED:
-        leakage_check(raw, pipeline, X)
-        CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
+    if cfg.features.leakage_check:
+        features_key = (data_key, str(OmegaConf.to_container(cfg.features, resolve=True)))
+        if features_key not in CHECKED:
+            leakage_check(raw, pipeline, X)
+            CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
     y, label_time = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
     y, label_time = y.reindex(X.index), label_time.reindex(X.index)
     p = backtest.plan(

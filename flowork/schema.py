@@ -146,8 +146,7 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
     A config already merged onto the schema is checked as it is: a sweep worker types each study's config once and
     then only assigns the sampled values, which OmegaConf type-checks on assignment (a merge costs ~10 ms a trial)."""
     if OmegaConf.get_type(cfg) is FloworkConfig:
-        merged = cfg
-        missing = sorted(OmegaConf.missing_keys(merged))
+        merged, missing = cfg, []  # checked for ??? when it was merged; an assignment cannot add one
     else:
         user_cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
         missing = sorted(missing_keys(OmegaConf.to_container(user_cfg, resolve=False)))
