@@ -208,3 +208,13 @@ def test_a_trial_config_composes_outside_the_sweeper():
     plain = resolved(cfg)
     assert (plain["model"]["name"], plain["model"]["params"]["max_depth"]) == ("xgb", 5)
     assert "hydra" not in plain
+
+
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+def test_prophet_components_add_up_to_its_forecast(mode, weather):
+    from flowork.charts.explain import prophet_frame, prophet_of
+
+    model, X, _ = fitted("prophet", [f"model.params.seasonality_mode={mode}"], weather)
+    parts = prophet_frame(prophet_of(model), X)
+    assert "trend" in parts and "yearly" in parts
+    np.testing.assert_allclose(parts.sum(axis=1).to_numpy(), model.predict(X), atol=1e-6)

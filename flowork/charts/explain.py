@@ -130,13 +130,19 @@ def prophet_of(model: Any) -> Any:
 
 
 def prophet_frame(prophet: Any, X: pd.DataFrame) -> pd.DataFrame:
-    """Prophet's own components of each forecast: trend, each seasonality, the regressors' summed effect."""
+    """Prophet's own components of each forecast, in the target's unit so that they add up to it: trend, each
+    seasonality, the regressors' summed effect. A multiplicative component (a share of the trend in Prophet's
+    output) is shown as what it adds: share x trend."""
     forecast = prophet.predict(X[["ds", *prophet.extra_regressors]].reset_index(drop=True))
-    parts = ["trend", *prophet.seasonalities]
-    parts += [c for c in ("extra_regressors_additive", "extra_regressors_multiplicative") if c in forecast]
-    frame = forecast[[p for p in parts if p in forecast and (p == "trend" or np.any(forecast[p] != 0))]]
-    frame = frame.rename(columns=lambda c: c.replace("extra_regressors_", "regressors, "))
-    return frame.set_axis(X.index)
+    multiplicative = {n for n, s in prophet.seasonalities.items() if s["mode"] == "multiplicative"}
+    multiplicative.add("extra_regressors_multiplicative")
+    parts = ["trend", *prophet.seasonalities, "extra_regressors_additive", "extra_regressors_multiplicative"]
+    frame = pd.DataFrame(index=X.index)
+    for p in parts:
+        if p in forecast and (p == "trend" or np.any(forecast[p] != 0)):
+            values = forecast[p] * forecast["trend"] if p in multiplicative else forecast[p]
+            frame[p.replace("extra_regressors_", "regressors, ")] = values.to_numpy()
+    return frame
 
 
 def decomposition(
