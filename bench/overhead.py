@@ -2,10 +2,10 @@
 
 overhead: the same 40 ridge/xgb trials run by flowork (sweeper, MLflow, one worker) and by a plain Python script
 (same data, features, folds and fits; no Hydra/Optuna/MLflow), alternated, median of --repeat runs each.
-scale: flowork's per-trial cost with a trivial model at 10 and 100 trials (--big adds 1000), and one tabular job on
+scale: flowork's per-trial cost with a trivial model at 10, 100 and 1000 trials (--scale), and one tabular job on
 the example stretched to 10x and 100x its length (synthetic, hourly): wall time and peak memory.
 
-    python bench/overhead.py [--repeat 3] [--big] [--out bench/results_overhead.json]
+    python bench/overhead.py [--repeat 3] [--scale 10,100,1000] [--out bench/results_overhead.json]
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def overhead(repeat: int) -> dict:
     f, p = statistics.median(fw), statistics.median(pl)
     return {
         "trials": len(trials),
+        "repeat": repeat,
         "flowork_s": f,
         "plain_s": p,
         "ratio": f / p,
@@ -118,16 +119,37 @@ def long_series(factor: int, tmp: Path) -> dict:
     return {"rows": len(reps), "wall_s": wall, "peak_rss_mb": max(peak, before) / 1024}
 
 
+def rows(r: dict) -> list[tuple[str, str, str]]:
+    """This benchmark's lines of the results table: (measure, flowork, baseline / target)."""
+    ov, pt = r["overhead"], r["per_trial"]
+    out = [
+        (
+            f"{ov['trials']} trials sequential vs plain script (median of {ov.get('repeat', 3)})",
+            f"{ov['flowork_s']:.1f} s vs {ov['plain_s']:.1f} s = {ov['ratio']:.2f}× "
+            f"({ov['per_trial_overhead_ms']:.0f} ms/trial)",
+            "≤ 1.10×",
+        ),
+        (
+            "per-trial cost, trivial model, " + " / ".join(str(p["trials"]) for p in pt) + " trials",
+            " / ".join(f"{p['median_trial_ms']:.0f} ms" for p in pt) + f" (growth {r['per_trial_growth']:.2f}×)",
+            "flat (≤ 1.2× growth)",
+        ),
+    ]
+    for ls in r["long_series"]:
+        out.append((f"one ridge job, {ls['rows']} rows", f"{ls['wall_s']:.1f} s, peak {ls['peak_rss_mb']:.0f} MB", ""))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--big", action="store_true", help="also 1000 trials (~5 min)")
+    ap.add_argument("--scale", default="10,100,1000", help="trivial-model sweep sizes for the per-trial cost")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_overhead.json")))
     args = ap.parse_args()
     report: dict = {"overhead": overhead(args.repeat)}
     print(report["overhead"], flush=True)
     with tempfile.TemporaryDirectory() as d:
-        report["per_trial"] = [per_trial(n, Path(d)) for n in ((10, 100, 1000) if args.big else (10, 100))]
+        report["per_trial"] = [per_trial(int(n), Path(d)) for n in args.scale.split(",")]
         print(report["per_trial"], flush=True)
         report["long_series"] = [long_series(f, Path(d)) for f in (1, 10, 100)]
         print(report["long_series"], flush=True)

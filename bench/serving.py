@@ -106,6 +106,24 @@ def load(port: int, body: bytes, concurrency: int, total: int) -> dict[str, floa
     }
 
 
+def rows(r: dict) -> list[tuple[str, str, str]]:
+    """This benchmark's lines of the results table: (measure, flowork, baseline / target)."""
+    fw, bare = r["flowork"], r["bare"]
+    return [
+        (
+            "serving p50 / p99, concurrency 1 (vs bare estimator)",
+            f"{fw['c1']['p50_ms']:.1f} / {fw['c1']['p99_ms']:.1f} ms ({r['p50_ratio_c1']:.2f}×)",
+            f"{bare['c1']['p50_ms']:.1f} / {bare['c1']['p99_ms']:.1f} ms; p50 ≤ 1.10×",
+        ),
+        (
+            "serving throughput, concurrency 16 (vs bare); errors",
+            f"{fw['c16']['throughput_rps']:.0f} req/s ({r['throughput_ratio_c16']:.2f}×); "
+            f"{fw['c1']['errors'] + fw['c16']['errors']} errors",
+            f"{bare['c16']['throughput_rps']:.0f} req/s; ≥ 0.90×, 0 errors",
+        ),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=320)

@@ -52,6 +52,16 @@ def first_trial_seconds(model: str, sweep: bool, tmp: Path, k: int) -> float:
     return min(r.info.start_time for r in trial_runs) / 1000 - start
 
 
+def rows(r: dict) -> list[tuple[str, str, str]]:
+    """This benchmark's lines of the results table: (measure, flowork, baseline / target)."""
+    out = [("`python -m flowork --help`", f"{r['help_s']:.2f} s", "≤ 1 s")]
+    for key, value in r.items():
+        if key.startswith("first_trial_s["):
+            what = key.removeprefix("first_trial_s[").rstrip("]")
+            out.append((f"command → first trial, model={what}", f"{value:.2f} s", "≤ 4 s" if what == "ridge" else ""))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)

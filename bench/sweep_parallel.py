@@ -92,6 +92,28 @@ def space_overrides(trials) -> list[str]:
     return [f"model.params.{k}=choice({','.join(map(repr, sorted(v)))})" for k, v in values.items()]
 
 
+def rows(r: dict) -> list[tuple[str, str, str]]:
+    """This benchmark's lines of the results table: (measure, flowork, baseline / target)."""
+    out = []
+    for tag, x in r.items():
+        out.append(
+            (
+                f"sweep, 2 workers, {tag} trials: wall vs plain ProcessPoolExecutor(2)",
+                f"{x['2']['flowork_wall']:.1f} s vs {x['2']['pool_wall']:.1f} s = {x['flowork2_vs_pool2']:.2f}×",
+                "≤ 1.10×",
+            )
+        )
+        out.append(
+            (
+                f"sweep, {tag}: 2-worker speedup (flowork / pool); worker idle share",
+                f"{x['flowork_speedup']:.2f} / {x['pool_speedup']:.2f} = {x['speedup_ratio']:.2f}; "
+                f"idle {x['2']['flowork_idle_share']:.0%} (pool {x['2']['pool_idle_share']:.0%})",
+                "≥ 0.95",
+            )
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=40)
