@@ -163,6 +163,39 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+FAST_SQLITE: set[str] = set()  # resolved paths of the sqlite stores that get WAL + synchronous=NORMAL
+
+
+def fast_sqlite(uri: str) -> None:
+    """Write-ahead log and no fsync per commit for a sqlite store: each MLflow write is its own transaction, and
+    with SQLite's default (rollback journal, synchronous=FULL) every one waited for the disk, ~21 ms per commit on
+    this machine's disk (7+ per trial). In WAL mode with synchronous=NORMAL a commit costs no fsync, readers never
+    block the writer (fewer "database is locked" between parallel workers), and the store stays consistent on any
+    crash; only an OS crash or power loss may drop the last commits. WAL needs a local disk (not NFS), like any
+    sqlite store shared by processes. Applied to every connection MLflow's engine opens to that file."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return
+    if not FAST_SQLITE:
+        from sqlalchemy import event
+        from sqlalchemy.pool import Pool
+
+        event.listen(Pool, "connect", _sqlite_pragmas)
+    FAST_SQLITE.add(str(Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).resolve()))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    import sqlite3
+
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    row = dbapi_connection.execute("PRAGMA database_list").fetchone()
+    if row is None or not row[2] or str(Path(row[2]).resolve()) not in FAST_SQLITE:
+        return
+    dbapi_connection.execute("PRAGMA busy_timeout = 20000")  # as MLflow's sessions: wait for a lock, not fail
+    dbapi_connection.execute("PRAGMA journal_mode = WAL")  # persistent in the file; a no-op once set
+    dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+
+
 class Tracker:
     """One MLflow experiment and the runs flowork writes to it."""
 
@@ -170,6 +203,9 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = uri
+        self.artifact_repos: dict[str, Any] = {}  # run id -> its artifact repository, while the run is open
+        self.pending_tags: dict[str, dict[str, str]] = {}  # run id -> tags waiting for its next write (see log)
+        fast_sqlite(uri)
         try:
             with store_lock(uri):  # the client creates (migrates) a fresh sqlite store
                 self.client = MlflowClient(tracking_uri=uri)
@@ -212,6 +248,7 @@ class Tracker:
         secrets = env_secrets()
         tags = {k: scrub(str(v), secrets) for k, v in tags.items()}
         run = retrying(self.client.create_run, self.experiment_id, run_name=name, tags=tags)
+        self.artifact_repos[run.info.run_id] = run.info.artifact_uri
         return str(run.info.run_id)
 
     def log(
@@ -221,11 +258,19 @@ class Tracker:
         metrics: Mapping[str, float] = {},
         tags: Mapping[str, str] = {},
     ) -> None:
-        """Batched write, chunked to MLflow's per-request limits (100 params, 1000 metrics, 100 tags)."""
+        """Batched write, chunked to MLflow's per-request limits (100 params, 1000 metrics, 100 tags).
+
+        Tags alone, on a run this Tracker started and has not ended, wait for the run's next write or its end
+        (which always comes: `run` ends every run): each write is a request or a transaction, and a trial's data
+        digest tag then travels with its metrics."""
         import time
 
         from mlflow.entities import Metric, Param, RunTag
 
+        if tags and not params and not metrics and run_id in self.artifact_repos:
+            self.pending_tags.setdefault(run_id, {}).update(tags)
+            return
+        tags = {**self.pending_tags.pop(run_id, {}), **tags}
         now = int(time.time() * 1000)
         secrets = env_secrets()
         p = [Param(k, scrub(str(v), secrets)) for k, v in params.items()]
@@ -236,7 +281,24 @@ class Tracker:
             p, m, t = p[100:], m[1000:], t[100:]
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
-        retrying(self.client.log_text, run_id, scrub(text), path)
+        """`text` as the artifact file `path` of the run. Through the run's artifact repository, known since the run
+        was created: MlflowClient.log_text asks the store for the run first (one more request per run)."""
+        import posixpath
+        import tempfile
+
+        repo = self.artifact_repos.get(run_id)
+        if repo is None:  # a run this Tracker did not start (e.g. a sweep's run closed on resume)
+            retrying(self.client.log_text, run_id, scrub(text), path)
+            return
+        if isinstance(repo, str):
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            repo = self.artifact_repos[run_id] = get_artifact_repository(repo, tracking_uri=self.uri)
+        directory, name = posixpath.split(posixpath.normpath(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp, name)
+            local.write_text(scrub(text), encoding="utf-8")
+            repo.log_artifact(str(local), directory or None)
 
     def log_inputs(self, run_id: str, datasets: list[Any]) -> None:
         """`mlflow.data` inputs, their source (the data URI) scrubbed like every other string flowork logs."""
@@ -259,7 +321,10 @@ class Tracker:
         retrying(self.client.log_inputs, run_id, datasets=clean)
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
+        if run_id in self.pending_tags:
+            self.log(run_id)  # writes the pending tags
         retrying(self.client.set_terminated, run_id, status)
+        self.artifact_repos.pop(run_id, None)
 
     @contextmanager
     def run(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> Iterator[str]:

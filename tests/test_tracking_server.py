@@ -107,13 +107,15 @@ def predict(port: int, rows: pd.DataFrame) -> dict:
 
 
 def test_sweep_resume_and_serve_the_champion_from_a_tracking_server(mlflow_server, tmp_path, short_csv, weather):
-    """Sweep 2 models into the server (a password in its URI), resume it with a bigger budget, then serve the
-    champion from the server's registry like `make serve-best`."""
+    """Sweep 2 models into the server (a password in its URI, the study in an RDB storage), resume it with a bigger
+    budget, then serve the champion from the server's registry like `make serve-best`."""
     import mlflow
 
     password = "hunter2-in-uri"
     uri = f"http://flowork:{password}@127.0.0.1:{mlflow_server.port}"
-    args = server_sweep_args(tmp_path, short_csv, uri, "srv", "model=ridge,random_forest")
+    # the study in an RDB storage through SQLAlchemy (sqlite here; postgresql:// or mysql:// on several machines)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    args = server_sweep_args(tmp_path, short_csv, uri, "srv", "model=ridge,random_forest", f"sweep.storage={storage}")
     first = sweep(*args, "search.n_trials=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = sweep(*args, "search.n_trials=3")
@@ -128,6 +130,10 @@ def test_sweep_resume_and_serve_the_champion_from_a_tracking_server(mlflow_serve
         assert {"cv_mae", "cv_mae_std", "cv_mae_fold0", "cv_mae_fold1", "holdout_mae"} <= set(r.data.metrics)
         assert r.info.artifact_uri.startswith("mlflow-artifacts:/")  # the server's destination, not this machine's
     assert {k: sorted(v) for k, v in by_study.items()} == {"srv/ridge": [0, 1, 2], "srv/random_forest": [0, 1, 2]}
+    import optuna
+
+    studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert studies == {"srv/ridge": 3, "srv/random_forest": 3}
     exp = client.get_experiment_by_name("temperature")
     runs = client.search_runs([exp.experiment_id], "tags.`flowork.sweep` = 'srv'", max_results=1000)
     roles = [r.data.tags.get("flowork.role") for r in runs]
@@ -285,7 +291,7 @@ def test_artifacts_and_champion_in_an_s3_bucket(tmp_path, short_csv, monkeypatch
             assert {f"{prefix}/config.yaml", f"{prefix}/predictions.csv"} <= set(objects)
         assert any(k.endswith("/MLmodel") for k in objects)  # the champion's model
         assert not list(tmp_path.rglob("MLmodel"))  # ...and nothing of it on local disk
-        for blob in [Path(tmp_path, "mlflow.db").read_bytes(), *objects.values()]:
+        for blob in [*(p.read_bytes() for p in tmp_path.glob("mlflow.db*")), *objects.values()]:  # WAL too
             assert b"flowork-test-secret-value" not in blob
 
         mlflow.set_tracking_uri(store)
