@@ -17,6 +17,7 @@ STEPS = [
     ("sweep", ["sweep_parallel.py"]),
     ("serving", ["serving.py"]),
     ("overhead", ["overhead.py", "--repeat", "3"]),
+    ("tracking", ["tracking.py"]),
 ]
 
 
