@@ -22,9 +22,12 @@ def default_storage(sweep_dir: str) -> str:
 
 def open_storage(url: str) -> Any:
     """An Optuna storage from a URL; `journal:<path>` is a journal file (safe for parallel processes on one
-    machine, no server), anything else goes to Optuna (sqlite:///, postgresql://, mysql://, grpc ...)."""
+    machine, no server), `grpc://host:port` Optuna's gRPC storage proxy (many workers on many machines in front of
+    one database), anything else a database URL for Optuna (sqlite:///, postgresql://, mysql+pymysql://)."""
     import optuna
 
+    if url.startswith("grpc://"):
+        return grpc_storage(url)
     if url.startswith("journal:"):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -40,6 +43,35 @@ def open_storage(url: str) -> Any:
             where="conf/config.yaml, key `sweep.storage`",
             fix="use a reachable database URL, or null for a journal file in the sweep directory",
         ) from None
+
+
+def grpc_storage(url: str, timeout: float = 10.0) -> Any:
+    """`grpc://host:port`: a client of `optuna.storages.run_grpc_proxy_server` (README: Scaling out)."""
+    host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+    where = "conf/config.yaml, key `sweep.storage`"
+    if not host or not port.isdigit():
+        raise FloworkError(
+            f"{url} is not grpc://host:port", where=where, fix="e.g. sweep.storage=grpc://10.0.0.5:13000"
+        )
+    try:
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+        from optuna.storages import GrpcStorageProxy
+
+        with warnings.catch_warnings():  # once per process and worker; the README says what is tested
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            proxy = GrpcStorageProxy(host=host, port=int(port))
+        proxy.wait_server_ready(timeout=timeout)
+    except ImportError as e:
+        raise FloworkError(f"Optuna's gRPC storage needs grpcio: {e}", fix="pip install grpcio protobuf") from None
+    except ConnectionError:
+        raise FloworkError(
+            f"no Optuna gRPC storage proxy answers at {url} (waited {timeout:g} s)",
+            where=where,
+            fix="start it (README: Scaling out, `run_grpc_proxy_server`) or fix the address",
+        ) from None
+    return proxy
 
 
 def study_name(sweep: str, model: str) -> str:

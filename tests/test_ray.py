@@ -226,26 +226,61 @@ def test_sweep_on_a_ray_cluster(cluster, tmp_path, short_csv):
         assert states == ["COMPLETE"] * 3, (name, states)
 
 
+@pytest.fixture
+def grpc_storage(tmp_path):
+    """Optuna's gRPC storage proxy in front of a study database, as the README tells a user to run it."""
+    port = free_port()
+    db = tmp_path / "optuna.db"
+    code = (
+        "from optuna.storages import get_storage, run_grpc_proxy_server; "
+        f"run_grpc_proxy_server(get_storage('sqlite:///{db}'), host='127.0.0.1', port={port})"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        yield f"grpc://127.0.0.1:{port}", f"sqlite:///{db}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 @pytest.mark.slow
-def test_ray_ships_the_project_to_its_workers(cluster, tmp_path):
-    """`runtime_env.working_dir=.` ships conf/, user_code/ and data/: the trials compose, import and read the copy
-    (their relative output dirs land in it, inside the cluster's temp dir), results still reach the sweep's stores."""
+def test_ray_ships_the_project_to_its_workers(cluster, tmp_path, grpc_storage):
+    """The set-up for several machines, on one: `runtime_env.working_dir=.` ships conf/, user_code/ and data/ (the
+    trials compose, import and read the copy; their relative output dirs land in it, inside the cluster's temp dir),
+    the studies live behind Optuna's gRPC proxy, the runs in the sweep's MLflow store."""
+    import optuna
+
     project = tmp_path / "project"
     for part in ("conf", "user_code", "data"):
         shutil.copytree(ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__", "local"))
+    proxy_url, database = grpc_storage
     store = f"sqlite:///{tmp_path}/mlflow.db"
     out = run_cli("model=ridge", "search.n_trials=2", "charts.trials=none", "sweep.name=shipped",
+                  f"sweep.storage={proxy_url}",
                   f"tracking.uri={store}", f"tracking.artifact_location=file://{tmp_path}/artifacts",
                   "hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster.address}",
                   "+hydra.launcher.ray.init.runtime_env.working_dir=.", cwd=project)  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
-    assert (project / "multirun" / "shipped" / "optuna.journal").exists()  # the sweep's own storage
+    assert (project / "multirun" / "shipped" / "leaderboard.md").exists()  # the sweep's own outputs
     assert not (project / "multirun" / "shipped" / "ridge").exists()  # ...but no trial ran in the project
     shipped_trials = list(Path(cluster.temp_dir).glob("**/working_dir_files/*/multirun/shipped/ridge/0"))
     assert shipped_trials, "the trials did not run in Ray's copy of the project"
+    study = optuna.load_study(study_name="shipped/ridge", storage=database)  # behind the proxy
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     client = mlflow_client(tmp_path)
     trials = client.search_runs(
         [client.get_experiment_by_name("temperature").experiment_id], filter_string="tags.`flowork.trial` != ''"
     )
     assert sorted(r.data.tags["flowork.trial"] for r in trials) == ["0", "1"]
     assert all(r.info.status == "FINISHED" for r in trials)
+
+
+def test_grpc_storage_errors():
+    from flowork.studies import open_storage
+
+    with pytest.raises(FloworkError, match="is not grpc://host:port"):
+        open_storage("grpc://db-without-port")
+    with pytest.raises(FloworkError, match="no Optuna gRPC storage proxy answers"):
+        from flowork.studies import grpc_storage
+
+        grpc_storage(f"grpc://127.0.0.1:{free_port()}", timeout=0.5)
