@@ -218,3 +218,37 @@ def test_prophet_components_add_up_to_its_forecast(mode, weather):
     parts = prophet_frame(prophet_of(model), X)
     assert "trend" in parts and "yearly" in parts
     np.testing.assert_allclose(parts.sum(axis=1).to_numpy(), model.predict(X), atol=1e-6)
+
+
+def estimator(path: str, *args, **kwargs):
+    """A factory for an estimator class named by its import path: imports stay inside the test."""
+
+    def make():
+        import importlib
+
+        module, name = path.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)(*[a() if callable(a) else a for a in args], **kwargs)
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (estimator("sklearn.ensemble.RandomForestRegressor", n_estimators=3), "tree"),
+        (estimator("sklearn.ensemble.GradientBoostingRegressor", n_estimators=3), "tree"),
+        (estimator("xgboost.XGBRegressor", n_estimators=3), "tree"),
+        (estimator("sklearn.linear_model.Ridge"), "linear"),
+        (estimator("sklearn.linear_model.Lasso", alpha=0.01), "linear"),
+        (estimator("sklearn.neighbors.KNeighborsRegressor", n_neighbors=3), None),  # permutation importance only
+        (
+            estimator("sklearn.ensemble.BaggingRegressor", estimator("sklearn.neighbors.KNeighborsRegressor")),
+            None,  # an ensemble, but not of trees
+        ),
+    ],
+)
+def test_shap_goes_to_tree_and_linear_models_whatever_their_name(make, kind):
+    from flowork.charts.explain import shap_kind
+
+    rng = np.random.default_rng(0)
+    assert shap_kind(make().fit(rng.random((40, 3)), rng.random(40))) == kind

@@ -83,12 +83,15 @@ def split_pipeline(model: Any) -> tuple[Any, Any]:
 def shap_kind(estimator: Any) -> str | None:
     """'tree', 'linear' or None (no fast exact SHAP: permutation importance covers such models)."""
     name = type(estimator).__module__ + "." + type(estimator).__name__
-    if hasattr(estimator, "get_booster") or hasattr(estimator, "estimators_") or hasattr(estimator, "tree_"):
-        return "tree"  # xgboost, random/extra forests, gradient boosting, a decision tree
-    if np.ndim(getattr(estimator, "coef_", None)) == 1 and hasattr(estimator, "intercept_"):
-        return "linear"  # ridge, lasso, elastic net, OLS ...
-    if name.startswith("lightgbm.") or name.startswith("catboost."):
+    members = getattr(estimator, "estimators_", None)  # an ensemble's fitted members (list or array)
+    first = np.ravel(np.asarray(members, dtype=object))[0] if members is not None and len(members) else None
+    if hasattr(estimator, "get_booster") or hasattr(estimator, "tree_") or hasattr(first, "tree_"):
+        return "tree"  # xgboost, a decision tree, random/extra forests, gradient boosting
+    if name.startswith(("lightgbm.", "catboost.")):
         return "tree"
+    coef = getattr(estimator, "coef_", None)
+    if coef is not None and np.ndim(coef) == 1 and hasattr(estimator, "intercept_"):
+        return "linear"  # ridge, lasso, elastic net, OLS ...
     return None
 
 
