@@ -26,9 +26,6 @@ RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 # says how to install it instead of listing the launchers that exist
 MISSING_RAY_LAUNCHER = "hydra_plugins.flowork_sweeper._ray.MissingRayLauncher"
 INSTALL = "pip install -c constraints.txt -e '.[ray]'  (`make install` includes it)"
-# what Hydra's Ray launcher sets when it starts a Ray instance of its own (a small object store: trials exchange
-# no large objects), repeated here because flowork starts it first
-LOCAL_OBJECT_STORE_BYTES = 78643200
 
 
 class MissingRayLauncher:
@@ -57,8 +54,8 @@ def connect(config: DictConfig) -> int:
     address = init.get("address") or os.environ.get("RAY_ADDRESS")
     if address:
         check_reachable(str(address))
-    else:
-        init.setdefault("object_store_memory", LOCAL_OBJECT_STORE_BYTES)
+    # No address: Ray joins the cluster running on this machine, else starts one for this sweep. (The launcher
+    # would also set a small object_store_memory, which Ray refuses when it joins a running cluster.)
     if not ray.is_initialized():
         try:
             ray.init(**init)
