@@ -15,6 +15,7 @@ STEPS = [
     ("startup", ["startup.py", "--repeat", "1"]),
     ("accuracy", ["accuracy.py"]),
     ("sweep", ["sweep_parallel.py"]),
+    ("ray", ["ray_vs_joblib.py"]),
     ("serving", ["serving.py"]),
     ("overhead", ["overhead.py", "--repeat", "3"]),
     ("tracking", ["tracking.py"]),
