@@ -243,6 +243,66 @@ def test_a_sweep_survives_the_tracking_server_going_down_for_ten_seconds(mlflow_
     assert client.get_run(champion.run_id).data.tags["flowork.sweep"] == "outage"
 
 
+def test_a_sweep_stops_with_a_clear_message_when_the_server_stays_down_and_resumes(mlflow_server, tmp_path, short_csv):
+    """Past MLflow's retries (cut to none here, so the test need not wait ~4 min), the sweep stops with a message
+    that names the tracking server, not a traceback; once the server is back the same command resumes it: every
+    trial ends complete or recorded as failed, no run is left RUNNING, none is duplicated."""
+    import optuna
+
+    n = 6
+    args = server_sweep_args(
+        tmp_path,
+        short_csv,
+        mlflow_server.url,
+        "down",
+        "model=ridge",
+        f"search.n_trials={n}",
+        "model.train._target_=tests.test_tracking_server.slow_ridge",
+        "+model.params.delay=0.3",
+    )
+    env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = subprocess.Popen(sweep_command(*args), cwd=ROOT, env=env, stdout=log, stderr=subprocess.PIPE, text=True)
+    try:
+        client = client_of(mlflow_server.url)
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+            r.info.status == "FINISHED" for r in trial_runs_or_none(client, "down")
+        ):
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            time.sleep(0.3)
+        mlflow_server.stop()
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "the MLflow tracking server did not answer" in stderr and "run the same command again" in stderr, stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
+
+    mlflow_server.start()
+    resumed = sweep(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="down/ridge",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "sweeps/down/optuna.journal"))
+        ),
+    )
+    from flowork.studies import counted
+
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) + sum(t.state.name == "FAIL" and counted(t) for t in study.trials) == n
+    assert len(complete) >= n - 2  # at most the trial that was running and the one that found the server gone
+    runs = {r.info.run_id: r for r in trial_runs(client, "down")}
+    for t in complete:  # every complete trial has its complete run on the server
+        r = runs[t.user_attrs["run_id"]]
+        assert r.info.status == "FINISHED" and {"cv_mae", "holdout_mae"} <= set(r.data.metrics)
+    assert "RUNNING" not in {r.info.status for r in runs.values()}
+    numbers = [r.data.tags["flowork.trial"] for r in runs.values()]
+    assert len(numbers) == len(set(numbers))  # no trial has two runs
+
+
 def trial_runs_or_none(client, sweep: str) -> list:
     """The trial runs so far (none before the sweep created the experiment)."""
     try:
