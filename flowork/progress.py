@@ -21,6 +21,7 @@ class Progress:
         self.thread = threading.Thread(target=self.loop, daemon=True, name="flowork-progress")
         self.tty = sys.stderr.isatty()
         self.last = ""
+        self.done_before: int | None = None  # trials a resumed sweep had finished: not part of this run's pace
 
     def __enter__(self) -> Progress:
         self.thread.start()
@@ -52,7 +53,10 @@ class Progress:
         elapsed = time.time() - self.t0
         done = sum(r[1] for r in rows)
         total = sum(r[2] for r in rows)
-        eta = elapsed / done * (total - done) if done else float("nan")
+        if self.done_before is None:
+            self.done_before = done
+        pace = done - self.done_before
+        eta = f"{elapsed / pace * (total - done):.0f}s" if pace else "?"
         parts = [
             f"{m} {d}/{n}" + (f" ({f} failed)" if f else "") + (f" best {b:.4f}" if b is not None else "")
             for m, d, n, f, b in rows
@@ -60,7 +64,7 @@ class Progress:
         return (
             f"[sweep {self.plan.sweep}] {done}/{total} trials | "
             + " | ".join(parts)
-            + (f" | {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
+            + f" | {elapsed:.0f}s elapsed, ETA {eta}"
         )
 
     def table(self, rows: list[tuple[str, int, int, int, float | None]]) -> Any:
