@@ -78,3 +78,11 @@ def test_released_workers_are_gone(tmp_path):
     while any(running(p) for p in warming.pids) and time.time() < deadline:
         time.sleep(0.05)
     assert not any(running(p) for p in warming.pids)
+
+
+def test_one_job_runs_in_process_and_is_not_warmed():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"], return_hydra_config=True
+        )
+    assert _joblib.warm_workers(cfg, ".") is None

@@ -35,6 +35,8 @@ def warm_workers(config: DictConfig, root: str) -> Warming | None:
             params[key] = int(params[key])
     n_jobs = int(params.get("n_jobs") or 1)
     workers = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+    if workers == 1:  # joblib runs a single job in this very process: nothing to warm
+        return None
     warming = Warming(params, workers, OmegaConf.to_container(config.tracking, resolve=True), root)
     warming.start()
     return warming
