@@ -16,35 +16,64 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # user_code, as `python -m flowork` sees it from the project root
 
 DATA = ROOT / "data" / "seattle_weather_daily.csv"
-TABULAR = dict(
-    target="temp_max",
-    horizon=1,
-    lags=30,
-    exog=["temp_min", "precipitation", "wind"],
-    exog_lags=3,
-    windows=[7, 30],
-    categorical={"weather": ["sun", "rain", "drizzle", "snow", "fog"]},
-    calendar=True,
-)
-
-
 @functools.lru_cache(maxsize=1)
 def raw_frame() -> pd.DataFrame:
     df = pd.read_csv(DATA, parse_dates=["date"]).set_index("date")
     return df.asfreq("D")
 
 
-def plain_trial(model: str, params: dict, horizon: int = 1) -> tuple[float, float]:
-    """One trial by hand: build features, 5 expanding folds with a gap of `horizon`, a holdout fit; (mae, seconds)."""
+@functools.cache
+def example_settings(model: str) -> dict:
+    """What a flowork trial of `model` uses, composed from conf/ once, outside any timing: cleaning and feature
+    arguments, default params, target and backtest protocol. The plain baseline gets exactly these, so both sides do
+    the same work whatever the example's configs say today."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("config", overrides=[f"model={model}"]), resolve=True)
+    return {
+        "clean": cfg["features"]["clean"],
+        "build": cfg["features"]["build"],
+        "params": cfg["model"]["params"],
+        "target": cfg["data"]["target"],
+        "backtest": {**cfg["data"]["backtest"], "holdout": cfg["data"]["holdout"]},
+    }
+
+
+def prepare(trials: list[tuple[str, dict]]) -> list[tuple[str, dict, dict]]:
+    """(model, sampled params) -> (model, the trial's full params, the example's settings), for plain_trial."""
+    out = []
+    for model, params in trials:
+        settings = example_settings(model)
+        out.append((model, {**settings["params"], **params}, settings))
+    return out
+
+
+def _function(target: str):
+    import importlib
+
+    module, name = target.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+def plain_trial(model: str, params: dict, settings: dict) -> tuple[float, float]:
+    """One trial by hand: clean, build features, the same expanding folds and gap as flowork, the holdout fit;
+    (mean CV MAE, seconds). Plain pandas/numpy and the user's functions: no Hydra, Optuna or MLflow."""
     from flowork import backtest  # the protocol's boundaries only: pure pandas/numpy, no framework
-    from user_code import features, models
+    from flowork.features import make_target  # the label and when it is observed: pandas
+    from user_code import models
 
     t0 = time.perf_counter()
-    raw = raw_frame()
-    X = features.tabular(raw.ffill(limit=3), **{**TABULAR, "horizon": horizon})
-    y = raw["temp_max"].shift(-horizon).reindex(X.index)
-    label_time = pd.Series(raw.index, index=raw.index).shift(-horizon).reindex(X.index)
-    plan = backtest.plan(raw.index, 5, 0.5, 0.2, horizon)
+    kw = {k: v for k, v in settings["clean"].items() if k != "_target_"}
+    clean = _function(settings["clean"]["_target_"])(raw_frame(), **kw)
+    kw = {k: v for k, v in settings["build"].items() if k != "_target_"}
+    X = _function(settings["build"]["_target_"])(clean, **kw)
+    column, horizon = settings["target"]["column"], settings["target"]["horizon"]
+    y, label_time = make_target(clean, column, horizon)
+    y, label_time = y.reindex(X.index), label_time.reindex(X.index)
+    b = settings["backtest"]
+    plan = backtest.plan(clean.index, b["folds"], b["min_train"], b["holdout"], horizon)
     scores = []
     for fold in backtest.folds(X.index, label_time, plan):
         fitted = getattr(models, model)(X[fold.train], y[fold.train], **params)

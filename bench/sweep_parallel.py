@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from common import plain_trial, run_flowork
+from common import plain_trial, prepare, run_flowork
 
 
 def scenarios(n: int) -> dict[str, list[tuple[str, dict]]]:
@@ -30,12 +30,14 @@ def scenarios(n: int) -> dict[str, list[tuple[str, dict]]]:
     return {"similar": similar, "uneven": uneven}
 
 
-def plain_pool(trials, workers: int) -> tuple[float, float]:
+def plain_pool(trials, workers: int) -> tuple[float, float, list[float]]:
+    """(wall seconds, busy seconds, each trial's CV score in the trials' order)."""
+    prepared = prepare(trials)  # composed from conf/ before the clock starts
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
-        results = list(pool.map(_one, trials))
+        results = list(pool.map(_one, prepared))
     wall = time.perf_counter() - t0
-    return wall, sum(s for _, s in results)
+    return wall, sum(s for _, s in results), [score for score, _ in results]
 
 
 def _one(trial):
@@ -45,7 +47,8 @@ def _one(trial):
     return plain_trial(*trial)
 
 
-def flowork_sweep(trials, workers: int, tmp: Path, tag: str) -> tuple[float, float]:
+def flowork_sweep(trials, workers: int, tmp: Path, tag: str) -> tuple[float, float, list[float]]:
+    """(wall seconds of the command, busy seconds of its trials, each trial's CV score in the trials' order)."""
     import optuna
 
     from flowork.studies import open_storage
@@ -74,13 +77,10 @@ def flowork_sweep(trials, workers: int, tmp: Path, tag: str) -> tuple[float, flo
         "~search.space",  # only the benchmarked keys are searched (as choices over the enqueued values)
     ]
     wall = run_flowork([*args, *space_overrides(trials), "-m"])
-    busy = 0.0
-    for model in by_model:
-        busy += sum(
-            t.user_attrs.get("seconds", 0.0)
-            for t in optuna.load_study(study_name=f"{name}/{model}", storage=storage).get_trials()
-        )
-    return wall, busy
+    done = {m: optuna.load_study(study_name=f"{name}/{m}", storage=storage).get_trials() for m in by_model}
+    busy = sum(t.user_attrs.get("seconds", 0.0) for ts in done.values() for t in ts)
+    queue = {m: iter(sorted(ts, key=lambda t: t.number)) for m, ts in done.items()}  # enqueued order per study
+    return wall, busy, [float(next(queue[model]).value) for model, _ in trials]
 
 
 def space_overrides(trials) -> list[str]:
@@ -124,14 +124,19 @@ def main() -> None:
         row = {}
         with tempfile.TemporaryDirectory() as d:
             for workers in (1, 2):
-                fw, fw_busy = flowork_sweep(trials, workers, Path(d), tag)
-                pw, pw_busy = plain_pool(trials, workers)
+                fw, fw_busy, fw_scores = flowork_sweep(trials, workers, Path(d), tag)
+                pw, pw_busy, pool_scores = plain_pool(trials, workers)
+                # the same work on both sides: each trial's CV score agrees
+                same = max(abs(a - b) for a, b in zip(fw_scores, pool_scores, strict=True))
                 row[workers] = {
                     "flowork_wall": fw,
                     "pool_wall": pw,
                     "flowork_idle_share": 1 - fw_busy / (workers * fw),
                     "pool_idle_share": 1 - pw_busy / (workers * pw),
+                    "max_score_difference": same,
                 }
+                if same > 1e-6:
+                    raise SystemExit(f"{tag}, {workers} workers: flowork and the pool did different work ({same})")
                 print(tag, workers, row[workers], flush=True)
         row["flowork_speedup"] = row[1]["flowork_wall"] / row[2]["flowork_wall"]
         row["pool_speedup"] = row[1]["pool_wall"] / row[2]["pool_wall"]
