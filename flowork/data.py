@@ -18,6 +18,20 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 WHERE = "conf/data/<option>.yaml"
 
 
+LOADED: dict[tuple[Any, ...], pd.DataFrame] = {}  # the last local file read and parsed, by path and stamp
+
+
+def local_stamp(uri: str) -> tuple[int, int] | None:
+    """(mtime, size) of a local file, None for remote URIs. A sweep worker loads the same file for every trial
+    (~10 ms each here, much of a fast trial); a changed file has a new stamp and is read again."""
+    path = uri.removeprefix("file://") if uri.startswith("file://") or "://" not in uri else None
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None  # read_frame reports it
+    return (st.st_mtime_ns, st.st_size) if st else None
+
+
 def resolve_uri(uri: str, root: str) -> str:
     """Relative local paths are relative to the project root, not to the job's output directory."""
     if "://" in uri or os.path.isabs(uri):
@@ -137,8 +151,16 @@ def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
 def load(data_cfg: Any, root: str) -> pd.DataFrame:
     """The dataset of `data_cfg` as a frame indexed by time, with the target column checked."""
     uri = resolve_uri(data_cfg.uri, root)
-    df = read_frame(uri, infer_format(uri, data_cfg.format), dict(data_cfg.read_options or {}))
-    df = set_time_index(df, data_cfg.time_column, data_cfg.freq)
+    fmt, options = infer_format(uri, data_cfg.format), dict(data_cfg.read_options or {})
+    stamp = local_stamp(uri)
+    key = (uri, stamp, fmt, repr(sorted(options.items())), data_cfg.time_column, data_cfg.freq)
+    if stamp is not None and key in LOADED:
+        df = LOADED[key].copy()
+    else:
+        df = set_time_index(read_frame(uri, fmt, options), data_cfg.time_column, data_cfg.freq)
+        if stamp is not None:
+            LOADED.clear()  # one dataset per process is the common case; never grow without bound
+            LOADED[key] = df.copy()
     column = data_cfg.target.column
     if column not in df.columns:
         raise FloworkError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import http.server
 import threading
 from pathlib import Path
@@ -113,3 +114,14 @@ def test_config_errors_name_key_and_fix(files, change, message, hint):
     with pytest.raises(FloworkError, match=message) as e:
         data.load(c, root=str(files))
     assert hint in e.value.render()
+
+
+def test_a_local_file_is_read_once_until_it_changes(files, weather):
+    path = files / "w.csv"
+    first = data.load(cfg(str(path)), str(files))
+    first.loc[first.index[0], "temp_max"] = -99.0  # a caller changing its frame changes no later load
+    second = data.load(cfg(str(path)), str(files))
+    assert second["temp_max"].iloc[0] == weather["temp_max"].iloc[0]
+    weather.head(60).to_csv(path, index=False)  # the file changes: it is read again
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    assert len(data.load(cfg(str(path)), str(files))) == 60
