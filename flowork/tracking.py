@@ -186,6 +186,22 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def write_atomically(folder: Path, name: str, text: str) -> None:
+    """`folder/name` with `text`, never seen half-written (a temp file in the same folder, then renamed), as MLflow's
+    local artifact repository writes; without its temporary copy of the file elsewhere first."""
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temp, folder / name)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
 FAST_SQLITE: set[str] = set()  # resolved paths of the sqlite stores that get WAL + synchronous=NORMAL
 
 
@@ -318,6 +334,12 @@ class Tracker:
 
             repo = self.artifact_repos[run_id] = get_artifact_repository(repo, tracking_uri=self.uri)
         directory, name = posixpath.split(posixpath.normpath(path))
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+        inside = not directory.startswith(("..", "/"))  # as MLflow's own check: never outside the run's folder
+        if isinstance(repo, LocalArtifactRepository) and inside:  # a local folder: ~0.5 ms in place instead of ~5 ms
+            write_atomically(Path(repo.artifact_dir, directory), name, scrub(text))
+            return
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp, name)
             local.write_text(scrub(text), encoding="utf-8")
