@@ -103,7 +103,7 @@ class ChartSet(StrEnum):
     champion = "champion"  # the champion's performance + explainability, and the sweep's charts
     best = "best"  # also each study's best trial (performance + explainability), drawn when the sweep ends
     top = "top"  # also performance charts of the `top_k` best trials of each study
-    all = "all"  # also every trial's performance charts, drawn by its worker (adds ~1 s per trial)
+    all = "all"  # also every trial's performance charts, drawn by its worker (1-4 s of work per trial here)
 
 
 @dataclass
