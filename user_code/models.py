@@ -283,7 +283,7 @@ def darts_nbeats(
 
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "darts"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for noise in ("pin_memory", ".*LeafSpec", "Total length of", ".*does not have many workers"):
+    for noise in (".*pin_memory", ".*LeafSpec", "Total length of", ".*does not have many workers"):
         warnings.filterwarnings("ignore", message=noise)
     torch.set_num_threads(1)
     values = X.iloc[:, -1].to_numpy(float)
