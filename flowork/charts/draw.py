@@ -131,6 +131,7 @@ class ChartJob:
 
 
 def draw_job(job: ChartJob) -> list[str]:
+    """Draw one job's charts; each chart that fails is a warning, and the others are still drawn."""
     from flowork.charts.performance import all_performance
 
     out = [Path(p) for p in job.reused]
@@ -148,7 +149,7 @@ def draw_job(job: ChartJob) -> list[str]:
 
 
 def resolved(cfg: Any) -> dict[str, Any]:
-    """The config without Hydra's own node, interpolations resolved: plain data a child process can rebuild."""
+    """The config without Hydra's own node, interpolations resolved: plain data, validated again by the refit."""
     from omegaconf import OmegaConf
 
     keep = [str(k) for k in cfg if k != "hydra"]
