@@ -35,6 +35,7 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> 
 
 
 def test_unreachable_address_is_a_clear_error(tmp_path):
+    pytest.importorskip("ray", reason="the `ray` extra is not installed")
     port = free_port()  # nothing listens there
     out = run_cli("model=ridge", "hydra/launcher=ray", f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
                   *sweep_args(tmp_path, tmp_path / "unused.csv"))  # fmt: skip
@@ -174,6 +175,7 @@ def test_relocated_config_loader_composes_from_the_copy(tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster():
+    pytest.importorskip("ray", reason="the `ray` extra is not installed")
     with LocalRayCluster(num_cpus=2) as c:
         yield c
 
