@@ -228,6 +228,31 @@ def test_sweep_on_a_ray_cluster(cluster, tmp_path, short_csv):
         assert states == ["COMPLETE"] * 3, (name, states)
 
 
+@pytest.mark.slow
+def test_a_trial_that_kills_its_ray_worker(cluster, tmp_path, short_csv):
+    """Trial 1 exits its process. Ray restarts the worker's task (its own retry of a task whose process died), which
+    goes on pulling trials; the dead trial is FAIL in Optuna and FAILED in MLflow, the other trials complete."""
+    import optuna
+
+    from flowork.studies import open_storage
+
+    out = run_cli("model=ridge", "model.train._target_=tests.sweep_helpers.scripted", "data.backtest.folds=2",
+                  "+model.params.script='ok,die,ok,ok'", "search.n_trials=4", "sweep.max_failure_rate=1.0",
+                  "charts.trials=none", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster.address}",
+                  *sweep_args(tmp_path, short_csv))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    storage = open_storage(f"journal:{tmp_path}/sweeps/s/optuna.journal")
+    trials = optuna.load_study(study_name="s/ridge", storage=storage).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].user_attrs["error"] == "its worker process died"
+    client = mlflow_client(tmp_path)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("temperature").experiment_id], filter_string="tags.`flowork.trial` != ''"
+    )
+    status = {r.data.tags["flowork.trial"]: r.info.status for r in runs}
+    assert status == {"0": "FINISHED", "1": "FAILED", "2": "FINISHED", "3": "FINISHED"}
+
+
 @pytest.fixture
 def grpc_storage(tmp_path):
     """Optuna's gRPC storage proxy in front of a study database, as the README tells a user to run it."""
