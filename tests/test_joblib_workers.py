@@ -44,9 +44,9 @@ def test_the_launch_reuses_the_warmed_workers(tmp_path, monkeypatch):
     params.pop("_target_")
     params["backend"] = "loky"
     process_joblib_cfg(params)
-    again = set(Parallel(**params)(delayed(pid)() for _ in range(8)))
-    assert len(again) == 2 and not again & {os.getpid()}
-    assert again == set(thread.pids)
+    again = set(Parallel(**params)(delayed(pid)() for _ in range(8)))  # a fast task may all land on one worker
+    assert len(set(thread.pids)) == 2 and os.getpid() not in thread.pids
+    assert again <= set(thread.pids)
 
 
 def test_other_launchers_are_left_alone():
