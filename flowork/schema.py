@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from flowork.errors import FloworkError
@@ -145,6 +145,7 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
 
     A config already merged onto the schema is checked as it is: a sweep worker types each study's config once and
     then only assigns the sampled values, which OmegaConf type-checks on assignment (a merge costs ~10 ms a trial)."""
+    merged: DictConfig | ListConfig
     if OmegaConf.get_type(cfg) is FloworkConfig:
         merged, missing = cfg, []  # checked for ??? when it was merged; an assignment cannot add one
     else:
