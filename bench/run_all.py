@@ -13,9 +13,9 @@ from pathlib import Path
 HERE = Path(__file__).parent
 STEPS = [
     ("startup", ["startup.py", "--repeat", "1"]),
-    ("accuracy", ["accuracy.py"]),
+    ("accuracy", ["accuracy.py", "--horizons", "1"]),  # each horizon is a full `make run` (~7 min here)
     ("sweep", ["sweep_parallel.py"]),
-    ("ray", ["ray_vs_joblib.py"]),
+    ("ray", ["ray_vs_joblib.py", "--repeat", "1"]),
     ("serving", ["serving.py"]),
     ("overhead", ["overhead.py", "--repeat", "3"]),
     ("tracking", ["tracking.py"]),
