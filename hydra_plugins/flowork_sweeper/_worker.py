@@ -53,6 +53,14 @@ class SweepPlan:
     charts_dir: str = ""
     unit: str = ""
 
+    def tracker(self) -> Any:
+        """The Tracker the trials' run() uses in this process (same store, experiment and artifact location)."""
+        from types import SimpleNamespace
+
+        from flowork.tracking import tracker_for
+
+        return tracker_for(SimpleNamespace(**self.tracking), os.getcwd())
+
 
 @dataclass
 class StudyJob:
@@ -295,13 +303,9 @@ class TrialWorker:
         return "failed"
 
     def trial_charts(self, study: Any, trial: Any, run_id: str) -> None:
-        from pathlib import Path
-
         from flowork.charts.draw import run_charts
-        from flowork.tracking import get_tracker
 
-        t = self.plan.tracking
-        tracker = get_tracker(t["uri"], t["experiment"], t.get("artifact_location"))
+        tracker = self.plan.tracker()
         model = study.study_name.split("/", 1)[-1]
         run_charts(
             tracker,
@@ -313,9 +317,7 @@ class TrialWorker:
 
 
 def record_failed_run(plan: SweepPlan, context: Any, error: BaseException) -> None:
-    from flowork.tracking import get_tracker
-
-    tracker = get_tracker(plan.tracking["uri"], plan.tracking["experiment"], plan.tracking.get("artifact_location"))
+    tracker = plan.tracker()
     run_id = tracker.start(f"trial {context.tags['flowork.trial']}", context.tags, context.parent_run_id)
     tracker.log_text(run_id, "".join(traceback.format_exception(error)), "traceback.txt")
     tracker.log(run_id, tags={"flowork.error": str(error)[:5000]})
