@@ -33,7 +33,7 @@ help:  ## this list
 install: $(VENV)/.installed  ## create the venv and install flowork with every model family
 
 run: install  ## the example sweep: one Optuna study per model family, 2 workers, champion registered (ARGS=overrides)
-	$(BIN)/python -m flowork model=ridge,random_forest,xgb,prophet,darts_nbeats hydra/launcher=joblib $(ARGS) -m
+	$(BIN)/python -m flowork model=ridge,random_forest,xgb,prophet,darts_nbeats,ensemble hydra/launcher=joblib $(ARGS) -m
 
 bench: install  ## every benchmark, side by side with its baseline (~15 min): bench/results.json, bench/RESULTS.md
 	cd bench && ../$(BIN)/python run_all.py

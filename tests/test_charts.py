@@ -30,6 +30,8 @@ CASES = {
     "xgb": ([], {"permutation_importance.png", "shap.png"}, {"prophet_components.png"}),
     "random_forest": ([], {"permutation_importance.png", "shap.png"}, {"prophet_components.png"}),
     "prophet": ([], {"permutation_importance.png", "prophet_components.png"}, {"shap.png", "decomposition.png"}),
+    # the ensemble: its forecast split into each member's weighted share
+    "ensemble": ([], {"permutation_importance.png", "decomposition.png"}, {"prophet_components.png"}),
     # generic N-BEATS: importance of each step of its input window, no decomposition
     "darts_nbeats": (SMALL_NBEATS, {"permutation_importance.png"}, {"decomposition.png", "shap.png"}),
     "darts_nbeats-interpretable": (

@@ -20,8 +20,8 @@ import pytest
 from flowork.run import run
 from tests.conftest import ROOT
 
-FAST = ["ridge", "prophet"]
-ALL = ["ridge", "random_forest", "xgb", "prophet", "darts_nbeats"]
+FAST = ["ridge", "prophet", "ensemble"]
+ALL = ["ridge", "random_forest", "xgb", "prophet", "darts_nbeats", "ensemble"]
 
 
 def logged(make_cfg, store, model):

@@ -1,5 +1,5 @@
 """The example's own feature and model code (user_code/): spreads and calendar harmonics in the tabular features,
-tree models that forecast the change from today's value."""
+tree models that forecast the change from today's value, xgboost's median loss, the ensemble of the families."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_relative_to_a_missing_column_names_the_key():
     assert "model.params.relative_to" in e.value.render()
 
 
-@pytest.mark.parametrize("model", ["ridge", "prophet"])
+@pytest.mark.parametrize("model", ["ridge", "prophet", "ensemble"])
 def test_example_fold_predictions_do_not_change_when_the_future_is_deleted(weather, model):
     """End to end on the example's own config (cleaning, features, model, folds): each CV fold, predicted from the
     data cut after its last origin (so not even its labels exist), equals the fold predicted from the whole file:
@@ -113,3 +113,60 @@ def test_example_fold_predictions_do_not_change_when_the_future_is_deleted(weath
         whole = train(X.loc[train_rows], y.loc[train_rows], **params).predict(X.loc[test_rows])
         alone = train(X_cut.loc[train_rows], y_cut.loc[train_rows], **params).predict(X_cut.loc[test_rows])
         assert len(test_rows) > 100 and np.allclose(alone, whole, rtol=0, atol=1e-9), fold.name
+
+
+def test_xgb_fits_the_median_by_default():
+    """The default loss is reg:absoluteerror: with skewed noise the forecast sits near the median, not the mean."""
+    X = pd.DataFrame({"x": np.zeros(2000)}, index=pd.date_range("2000-01-01", periods=2000, freq="D"))
+    y = pd.Series(RNG.exponential(1.0, 2000), index=X.index)  # median ln 2 = 0.69, mean 1
+    assert models.xgb(X, y).predict(X[:1])[0] == pytest.approx(np.median(y), abs=0.05)
+    assert models.xgb(X, y, objective="reg:squarederror").predict(X[:1])[0] == pytest.approx(y.mean(), abs=0.05)
+
+
+def test_ensemble_is_the_weighted_mean_of_its_members():
+    X = features.tabular(DF, target="v", lags=3, exog=["w"], windows=[7])
+    y = DF.v.shift(-1).reindex(X.index).dropna()
+    X = X.loc[y.index]
+    fit, test = slice(0, 300), slice(300, None)
+    members = {"ridge": {"alpha": 3.0}, "xgb": {"n_estimators": 50, "relative_to": "v_lag0"}}
+    blend = models.ensemble(X.iloc[fit], y.iloc[fit], weights={"ridge": 3.0}, **members)  # xgb: 1 by default
+    alone = {
+        name: getattr(models, name)(X.iloc[fit], y.iloc[fit], **p).predict(X.iloc[test]) for name, p in members.items()
+    }
+    expected = 0.75 * alone["ridge"] + 0.25 * alone["xgb"]
+    assert np.allclose(blend.predict(X.iloc[test]), expected)
+    parts = blend.components(X.iloc[test])  # each member's weighted share: they add up to the forecast (charts)
+    assert list(parts.columns) == ["ridge", "xgb"] and np.allclose(parts.sum(axis=1), expected)
+    assert np.allclose(pickle.loads(pickle.dumps(blend)).predict(X.iloc[test]), expected)
+
+
+@pytest.mark.parametrize(
+    ("members", "weights"),
+    [({"nope": {}}, None), ({"ensemble": {}}, None), ({}, None), ({"ridge": {}}, {"ridge": 0.0})],
+)
+def test_ensemble_rejects_unknown_members_and_zero_weight(members, weights):
+    X = features.tabular(DF, target="v", lags=2, windows=[])
+    y = DF.v.reindex(X.index)
+    with pytest.raises(FloworkError, match="ensemble members") as e:
+        models.ensemble(X, y, weights=weights, **members)
+    assert "model.params" in e.value.render()
+
+
+def test_example_ensemble_config_trains_and_predicts(weather):
+    """conf/model/ensemble.yaml composes, its params bind to the function, and its members are the named families."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from flowork.data import set_time_index
+    from flowork.run import pipeline_of
+    from tests.conftest import CONF
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["model=ensemble"])
+    params = OmegaConf.to_container(cfg.model.params, resolve=True)
+    X = pipeline_of(cfg, "conf/features")(set_time_index(weather, "date", "D")).iloc[:400]
+    y = pd.Series(X["temp_max_lag0"].to_numpy(), index=X.index)  # persistence as the label: a quick sanity fit
+    blend = models.ensemble(X, y, **params)
+    assert set(blend.members) == {"ridge", "xgb", "random_forest"}
+    assert sum(blend.weights.values()) == pytest.approx(1.0)
+    assert np.abs(blend.predict(X) - y.to_numpy()).mean() < 1.0

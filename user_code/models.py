@@ -98,6 +98,7 @@ def xgb(
     colsample_bytree: float = 0.8,
     min_child_weight: float = 1.0,
     reg_lambda: float = 1.0,
+    objective: str = "reg:absoluteerror",
     validation_share: float = 0.0,
     early_stopping_rounds: int | None = None,
     relative_to: str | None = None,
@@ -107,7 +108,8 @@ def xgb(
     """Gradient-boosted trees. With `validation_share` > 0 the newest share of the training rows is held out:
     boosting stops early on it, and its MAE is reported every 10 rounds so a sweep's pruner can stop a hopeless
     trial (flowork passes `reporter`; it does nothing outside a pruned sweep). With `relative_to` the trees
-    forecast the change from that column (ChangeForecaster)."""
+    forecast the change from that column (ChangeForecaster). `objective` is xgboost's loss: the default,
+    `reg:absoluteerror`, fits the median change, the forecast the MAE metric rewards (`reg:squarederror`: the mean)."""
     from xgboost import XGBRegressor
     from xgboost.callback import TrainingCallback
 
@@ -130,6 +132,7 @@ def xgb(
         colsample_bytree=colsample_bytree,
         min_child_weight=min_child_weight,
         reg_lambda=reg_lambda,
+        objective=objective,
         random_state=seed,
         n_jobs=1,  # oversubscribed xgboost ran 20-40x slower with two parallel trials on two cores
         tree_method="hist",
@@ -140,6 +143,52 @@ def xgb(
     model.fit(fit_X, fit_y, eval_set=eval_set, verbose=False)
     model.set_params(callbacks=None)  # the fitted model is pickled to MLflow: drop the reporter
     return model if relative_to is None else ChangeForecaster(model, relative_to)
+
+
+class Blend:
+    """A weighted average of fitted models' forecasts: predict(X) = sum of weight * member.predict(X).
+    `components` splits the forecast into each member's weighted share (flowork's charts draw it)."""
+
+    def __init__(self, members: dict[str, Any], weights: dict[str, float]) -> None:
+        self.members, self.weights = members, weights
+
+    def components(self, X: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {name: self.weights[name] * np.asarray(m.predict(X), dtype=float) for name, m in self.members.items()},
+            index=X.index,
+        )
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.components(X).sum(axis=1).to_numpy()
+
+
+def ensemble(
+    X: pd.DataFrame,
+    y: pd.Series,
+    weights: dict[str, float] | None = None,
+    **members: dict[str, Any],
+) -> Blend:
+    """Average of other training functions of this module fitted to the same rows: each keyword names one (`ridge`,
+    `xgb`, `random_forest`, ...) and holds its params; `weights` (member -> weight, normalised to sum to 1; missing
+    members weigh 1) mixes their forecasts. Their errors differ enough (a linear fit and trees) that the average
+    beats each of them."""
+    import sys
+
+    from flowork.errors import FloworkError
+
+    module = sys.modules[__name__]
+    weights = {name: float((weights or {}).get(name, 1.0)) for name in members}
+    unknown = [name for name in members if name == "ensemble" or not callable(getattr(module, name, None))]
+    if not members or unknown or sum(weights.values()) <= 0:
+        raise FloworkError(
+            f"ensemble members must name training functions of user_code/models.py with positive total weight; "
+            f"got members {list(members)} (not functions: {unknown}), weights {weights}",
+            where="conf/model/ensemble.yaml, key `model.params`",
+            fix="one key per member, e.g. `ridge: {alpha: 10}`, and `weights: {ridge: 1, xgb: 1}`",
+        )
+    total = sum(weights.values())
+    fitted = {name: getattr(module, name)(X, y, **(params or {})) for name, params in members.items()}
+    return Blend(fitted, {name: w / total for name, w in weights.items()})
 
 
 class ProphetForecaster:
