@@ -11,6 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from flowork.errors import FloworkError
+from flowork.shutdown import exit_without_teardown
 
 log = logging.getLogger("flowork")
 
@@ -43,4 +44,5 @@ def is_single_run() -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    main()  # an error exits through SystemExit, with the usual teardown
+    exit_without_teardown()

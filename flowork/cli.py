@@ -220,5 +220,17 @@ def version() -> None:
     typer.echo(dist_version("flowork"))
 
 
+def main() -> None:
+    """The `flowork` command: the app, then a fast exit once it succeeded (see flowork.shutdown)."""
+    from flowork.shutdown import exit_without_teardown
+
+    try:
+        app()
+    except SystemExit as e:  # click ends every command with SystemExit
+        if e.code not in (0, None):
+            raise
+    exit_without_teardown()
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -46,14 +46,32 @@ def test_help_is_fast():
 
 def test_ridge_job_imports_no_heavy_library(tmp_path, short_csv):
     code = (
-        "import sys, runpy\n"
+        "import atexit, sys, runpy\n"  # at exit: flowork ends its process without returning here
+        f"atexit.register(lambda: print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))\n"
         f"sys.argv = ['flowork', *{store_args(tmp_path, short_csv)!r}, 'model=ridge', 'tracking.log_model=false']\n"
-        "try:\n    runpy.run_module('flowork', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
-        f"print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n"
+        "runpy.run_module('flowork', run_name='__main__')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout
+
+
+@pytest.mark.parametrize(("worker_thread", "ends_at_once"), [(False, True), (True, False)])
+def test_the_command_ends_without_teardown_after_its_exit_handlers(worker_thread, ends_at_once):
+    code = (
+        "import atexit, threading, time\n"
+        "from flowork.shutdown import exit_without_teardown\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        "print('output of the job')\n"  # block-buffered into the pipe: flushed before the process ends
+        f"if {worker_thread}:\n    threading.Thread(target=time.sleep, args=(0.5,)).start()\n"
+        "exit_without_teardown()\n"
+        "print('normal exit')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "output of the job"
+    assert "exit handler ran" in out.stdout
+    assert ("normal exit" not in out.stdout) == ends_at_once
 
 
 @pytest.mark.parametrize(

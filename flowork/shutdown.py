@@ -1,0 +1,24 @@
+"""Ending a command's process as soon as its work is done."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def exit_without_teardown() -> None:
+    """End the process as soon as its work is done. The interpreter's orderly teardown frees every object of every
+    module one by one: ~0.8 s here once MLflow, pandas and scikit-learn are loaded, on every command, for memory the
+    OS reclaims at once. Exit handlers still run first (logging flushes and closes its files, MLflow drains its
+    async logging, multiprocessing joins its children); skipped while another thread may still be working."""
+    import atexit
+    import threading
+
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's own first step of teardown
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if run_exit_handlers is None or others:
+        return
+    run_exit_handlers()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
