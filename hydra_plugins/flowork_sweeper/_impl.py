@@ -167,12 +167,15 @@ class FloworkSweeperImpl:
         base = [f"sweep.name={name}"]
         for model in models:
             overrides = [*base, f"model={model}", *self.applicable(model, plain)]
-            cfg = validate(self.compose(overrides))
+            composed = self.compose(overrides)
+            cfg = validate(composed)
             where = f"conf/search/{model}.yaml"
             space = build_space(
                 cfg.search.space, {k: d for k, d in sweeps.items() if has_key(cfg, k)}, fixed, where=where
             )
             overrides += overrides_of(space.fixed)
+            if space.fixed:  # plain values in the search file are part of every trial's config
+                composed = self.compose(overrides)
             sname = study_name(name, model)
             study = optuna.create_study(
                 study_name=sname,
@@ -190,7 +193,9 @@ class FloworkSweeperImpl:
                 tracker, model, {"flowork.sweep": name, "flowork.study": sname, "flowork.role": "study"}, sweep_run
             )
             deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
-            studies.append(StudyPlan(model, sname, overrides, space.params, cfg.search.n_trials, deadline, run_id))
+            studies.append(
+                StudyPlan(model, sname, overrides, space.params, cfg.search.n_trials, deadline, run_id, composed)
+            )
             log.info("study %s: %d trials, space %s", sname, cfg.search.n_trials, sorted(space.params))
         unused = [k for k in sweeps if not any(k in s.params for s in studies)]
         if unused:
@@ -222,8 +227,10 @@ class FloworkSweeperImpl:
         from flowork.search import key_of
 
         general = [o for o in plain if not key_of(o).startswith("model.")]
-        cfg = self.compose([f"model={model}", *general])
         specific = [o for o in plain if key_of(o).startswith("model.")]
+        if not specific:  # the common case: no composition needed (~0.3 s a model here)
+            return general
+        cfg = self.compose([f"model={model}", *general])
         keep = [o for o in specific if o.startswith("+") or has_key(cfg, key_of(o))]
         for o in specific:
             if o not in keep and not any(
