@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # user_code, as `python -m flowork` sees it from the project root
 
 DATA = ROOT / "data" / "seattle_weather_daily.csv"
+
+
 @functools.lru_cache(maxsize=1)
 def raw_frame() -> pd.DataFrame:
     df = pd.read_csv(DATA, parse_dates=["date"]).set_index("date")
@@ -80,6 +82,48 @@ def plain_trial(model: str, params: dict, settings: dict) -> tuple[float, float]
         pred = np.asarray(fitted.predict(X[fold.test]))
         scores.append(float(np.mean(np.abs(y[fold.test].to_numpy() - pred))))
     return float(np.mean(scores[:-1])), time.perf_counter() - t0
+
+
+PLAIN_SCRIPT = """
+import json, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+sys.path.insert(0, {bench!r})
+from common import plain_trial
+
+if __name__ == "__main__":
+    trials, workers = json.load(open({trials!r})), {workers}
+    if workers == 1:
+        results = [plain_trial(*t) for t in trials]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(plain_trial, *zip(*trials)))
+    json.dump(results, open({out!r}, "w"))
+"""
+
+
+def plain_script(trials: list[tuple[str, dict]], workers: int) -> tuple[float, float, list[float]]:
+    """The baseline a user would write instead: one Python script that loads the data, builds the features and runs
+    the same fits (in a ProcessPoolExecutor when workers > 1), timed as a whole command like flowork's, from
+    interpreter start to exit. The trials' settings are composed from conf/ before the clock starts.
+    (wall seconds, busy seconds, each trial's CV score in the trials' order)"""
+    import json
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "trials.json").write_text(json.dumps(prepare(trials)))
+        code = PLAIN_SCRIPT.format(
+            bench=str(Path(__file__).parent), trials=f"{d}/trials.json", workers=workers, out=f"{d}/out.json"
+        )
+        Path(d, "plain.py").write_text(code)
+        t0 = time.perf_counter()
+        # one BLAS/OpenMP thread per process, as flowork's trials use
+        subprocess.run(
+            [sys.executable, f"{d}/plain.py"], cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
+        wall = time.perf_counter() - t0
+        results = json.loads(Path(d, "out.json").read_text())
+    return wall, sum(seconds for _, seconds in results), [score for score, _ in results]
 
 
 def run_flowork(args: list[str], cwd: Path = ROOT) -> float:

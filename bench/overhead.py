@@ -12,35 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import DATA, ROOT, prepare, run_flowork
+from common import DATA, plain_script, run_flowork
 from sweep_parallel import flowork_sweep, scenarios
-
-PLAIN = """
-import sys, time, json
-sys.path.insert(0, {bench!r})
-from common import plain_trial
-trials = json.loads({trials!r})
-for model, params, settings in trials:
-    plain_trial(model, params, settings)
-"""
-
-
-def plain_script(trials) -> float:
-    t0 = time.perf_counter()
-    code = PLAIN.format(bench=str(Path(__file__).parent), trials=json.dumps(prepare(trials)))
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return time.perf_counter() - t0
 
 
 def overhead(repeat: int) -> dict:
@@ -48,7 +28,7 @@ def overhead(repeat: int) -> dict:
     fw, pl = [], []
     with tempfile.TemporaryDirectory() as d:
         for k in range(repeat):
-            pl.append(plain_script(trials))
+            pl.append(plain_script(trials, 1)[0])
             fw.append(flowork_sweep(trials, 1, Path(d), f"ov{k}")[0])  # same work: checked in sweep_parallel
             print(f"overhead run {k}: flowork {fw[-1]:.1f}s plain {pl[-1]:.1f}s", flush=True)
     f, p = statistics.median(fw), statistics.median(pl)

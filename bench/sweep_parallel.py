@@ -1,5 +1,6 @@
-"""Issue #3 benchmark: a two-model sweep with 1 vs 2 workers, next to a plain ProcessPoolExecutor running the same
-fits with no framework. The same trial list everywhere: flowork's studies get it enqueued before the sweep starts.
+"""Issue #3 benchmark: a two-model sweep with 1 vs 2 workers, next to a plain script with a ProcessPoolExecutor running
+the same fits with no framework. The same trial list everywhere: flowork's studies get it enqueued before the sweep
+starts. Both sides are timed as whole commands, from interpreter start to exit.
 
     python bench/sweep_parallel.py [--trials 40] [--out bench/results_sweep.json]
 """
@@ -10,11 +11,9 @@ import argparse
 import json
 import random
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from common import plain_trial, prepare, run_flowork
+from common import plain_script, run_flowork
 
 
 def scenarios(n: int) -> dict[str, list[tuple[str, dict]]]:
@@ -28,23 +27,6 @@ def scenarios(n: int) -> dict[str, list[tuple[str, dict]]]:
         for _ in range(half)
     ] + [("random_forest", {"n_estimators": 40, "max_depth": 8, "max_features": 0.5}) for _ in range(half)]
     return {"similar": similar, "uneven": uneven}
-
-
-def plain_pool(trials, workers: int) -> tuple[float, float, list[float]]:
-    """(wall seconds, busy seconds, each trial's CV score in the trials' order)."""
-    prepared = prepare(trials)  # composed from conf/ before the clock starts
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(workers) as pool:
-        results = list(pool.map(_one, prepared))
-    wall = time.perf_counter() - t0
-    return wall, sum(s for _, s in results), [score for score, _ in results]
-
-
-def _one(trial):
-    import os
-
-    os.environ["OMP_NUM_THREADS"] = "1"
-    return plain_trial(*trial)
 
 
 def flowork_sweep(trials, workers: int, tmp: Path, tag: str) -> tuple[float, float, list[float]]:
@@ -98,7 +80,7 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
     for tag, x in r.items():
         out.append(
             (
-                f"sweep, 2 workers, {tag} trials: wall vs plain ProcessPoolExecutor(2)",
+                f"sweep, 2 workers, {tag} trials: wall vs a plain script with ProcessPoolExecutor(2)",
                 f"{x['2']['flowork_wall']:.1f} s vs {x['2']['pool_wall']:.1f} s = {x['flowork2_vs_pool2']:.2f}×",
                 "≤ 1.10×",
             )
@@ -125,7 +107,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             for workers in (1, 2):
                 fw, fw_busy, fw_scores = flowork_sweep(trials, workers, Path(d), tag)
-                pw, pw_busy, pool_scores = plain_pool(trials, workers)
+                pw, pw_busy, pool_scores = plain_script(trials, workers)
                 # the same work on both sides: each trial's CV score agrees
                 same = max(abs(a - b) for a, b in zip(fw_scores, pool_scores, strict=True))
                 row[workers] = {
