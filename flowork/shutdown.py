@@ -10,13 +10,14 @@ def exit_without_teardown() -> None:
     """End the process as soon as its work is done. The interpreter's orderly teardown frees every object of every
     module one by one: ~0.8 s here once MLflow, pandas and scikit-learn are loaded, on every command, for memory the
     OS reclaims at once. Exit handlers still run first (logging flushes and closes its files, MLflow drains its
-    async logging, multiprocessing joins its children); skipped while another thread may still be working."""
+    async logging, multiprocessing joins its children). Skipped while another thread may still be working, and
+    under a profiler or tracer (cProfile writes its stats after the program returns, not in an exit handler)."""
     import atexit
     import threading
 
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's own first step of teardown
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if run_exit_handlers is None or others:
+    if run_exit_handlers is None or others or sys.getprofile() or sys.gettrace():
         return
     run_exit_handlers()
     sys.stdout.flush()

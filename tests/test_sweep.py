@@ -61,6 +61,9 @@ def test_three_model_parallel_sweep(tmp_path, short_csv):
     (champion,) = by_role["champion"]
     version = client.get_model_version_by_alias("temperature-forecaster", "champion")
     assert version.run_id == champion.info.run_id
+    # trials log metrics, not models: only the champion's refit logs one
+    logged = client.search_logged_models([sweep_run.info.experiment_id])
+    assert [m.source_run_id for m in logged] == [champion.info.run_id]
     assert champion.data.tags["mlflow.parentRunId"] == sweep_run.info.run_id
     best = (tmp_path / "sweeps/s/best.yaml").read_text()
     assert f"model: {champion.data.tags['flowork.model']}" in best

@@ -166,7 +166,8 @@ class FloworkSweeperImpl:
         studies = []
         base = [f"sweep.name={name}"]
         for model in models:
-            overrides = [*base, f"model={model}", *self.applicable(model, plain)]
+            # trials log metrics, not models: only the champion's refit logs one (select.py turns it back on)
+            overrides = [*base, f"model={model}", *self.applicable(model, plain), "tracking.log_model=false"]
             composed = self.compose(overrides)
             cfg = validate(composed)
             where = f"conf/search/{model}.yaml"

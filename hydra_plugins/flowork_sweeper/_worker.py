@@ -174,7 +174,7 @@ class TrialWorker:
             trial.set_user_attr(EXCESS, True)
             study.tell(trial, state=TrialState.FAIL)
             return None
-        overrides = [*s.overrides, "tracking.log_model=false", *overrides_of(trial.params)]
+        overrides = [*s.overrides, *overrides_of(trial.params)]
         trial.set_user_attr("overrides", overrides)
 
         def report(value: float, step: int) -> None:
