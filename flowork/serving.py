@@ -52,7 +52,7 @@ class Forecaster(PythonModel):
         if missing:
             raise BadRequest(f"missing column(s) {missing}; a request needs {[s.time_column, *s.columns]}")
         try:
-            frame = set_time_index(raw[[s.time_column, *s.columns]], s.time_column)
+            frame = set_time_index(raw, s.time_column, columns=s.columns)
         except FloworkError as e:
             raise BadRequest(e.what) from None
         if len(frame) < s.history:
@@ -69,13 +69,14 @@ class Forecaster(PythonModel):
         s = self.spec
         frame, X = self.features(raw)
         if not all_origins:
-            if len(X) == 0 or X.index[-1] != frame.index[-1] or X.iloc[-1:].isna().to_numpy().any():
+            last = X.iloc[-1:]
+            if len(X) == 0 or X.index[-1] != frame.index[-1] or last.isna().to_numpy().any():
                 nan_cols = [c for c in s.columns if frame[c].tail(s.history).isna().any()]
                 raise BadRequest(
                     f"cannot build features for the last row ({frame.index[-1]}): missing values (NaN) in "
                     f"{nan_cols or 'the request'} within the last {s.history} rows"
                 )
-            X = X.iloc[-1:]
+            X = last
         pred = np.asarray(self.model.predict(X), dtype=float).reshape(-1)
         when = X.index.shift(s.horizon, freq=s.freq)
         return pd.DataFrame({s.time_column: when, f"{s.target}_forecast": pred})

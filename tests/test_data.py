@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -125,3 +126,52 @@ def test_a_local_file_is_read_once_until_it_changes(files, weather):
     weather.head(60).to_csv(path, index=False)  # the file changes: it is read again
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
     assert len(data.load(cfg(str(path)), str(files))) == 60
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2012-01-01", "2012-01-02", "2012-01-03"],
+        ["2012-01-01 00:00:00", "2012-01-01 01:00:00"],
+        ["2012-01-01T00:00:00", "2012-01-02T00:00:00"],
+        ["2012-01-01", "2012-01-02 00:00:00"],  # mixed layouts: pandas rejects them, so must flowork
+        ["2012-01-01", "yesterday"],
+        ["2012-13-01", "2012-14-01"],
+        ["01/02/2012", "01/03/2012"],  # not ISO: pandas' own guess
+        ["2012-01-01+01:00", "2012-01-02+01:00"],
+        [None, "2012-01-01"],
+        [],
+    ],
+)
+def test_time_parsing_is_pandas_own(values):
+    """The fast path for ISO timestamps parses exactly like pd.to_datetime, errors included."""
+    column = pd.Series(values, dtype=object)
+    try:
+        expected = pd.to_datetime(column)
+    except (ValueError, TypeError) as e:
+        with pytest.raises(type(e), match=re.escape(str(e))):
+            data.to_datetime(column)
+    else:
+        pd.testing.assert_series_equal(data.to_datetime(column), expected)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([None, "2012-01-02", "2012-01-03"], "empty at row 0"),
+        (["2012-01-01", None, "2012-01-03"], "empty at row 1"),
+        (["2012-01-01", "2012-01-01", "2012-01-03"], "duplicate timestamps in 'date', first at row 1: 2012-01-01"),
+        (["2012-01-02", "2012-01-01"], r"not sorted: row 1 \(2012-01-01 00:00:00\) comes before row 0"),
+    ],
+)
+def test_time_index_names_the_row(values, message):
+    df = pd.DataFrame({"date": values, "x": range(len(values))})
+    with pytest.raises(FloworkError, match=message):
+        data.set_time_index(df, "date")
+
+
+def test_time_index_keeps_the_columns_asked_for():
+    df = pd.DataFrame({"b": [1.0, 2.0], "date": ["2012-01-01", "2012-01-02"], "a": ["x", "y"]})
+    out = data.set_time_index(df, "date", columns=["a", "b"])
+    assert list(out.columns) == ["a", "b"] and out.index.name == "date" and out.index[1] == pd.Timestamp("2012-01-02")
+    assert list(data.set_time_index(df, "date").columns) == ["b", "a"]

@@ -50,8 +50,9 @@ def tabular(
         for k in range(exog_lags):
             cols[f"{c}_lag{k}"] = df[c].shift(k)
     for c in spreads:
+        spread = df[target] - df[c]
         for k in range(exog_lags):
-            cols[f"{target}_minus_{c}_lag{k}"] = (df[target] - df[c]).shift(k)
+            cols[f"{target}_minus_{c}_lag{k}"] = spread.shift(k)
     for w in windows:
         roll = df[target].rolling(w, min_periods=w)
         cols[f"{target}_mean{w}"] = roll.mean()
@@ -62,7 +63,9 @@ def tabular(
         X = X.join(
             pd.get_dummies(pd.Categorical(df[c], categories=categories), prefix=c, dtype=float).set_index(df.index)
         )
-    return X.dropna()
+    # The rows where every feature is known (the lag/window warm-up is dropped): the same rows as X.dropna(), which
+    # reduces row by row and takes ~0.3 ms even on the ~30 rows of a served request (the whole function: ~1.5 ms).
+    return X[X.notna().to_numpy().all(axis=1)]
 
 
 def prophet_frame(
