@@ -78,7 +78,10 @@ class Forecaster(PythonModel):
                 )
             X = last
         pred = np.asarray(self.model.predict(X), dtype=float).reshape(-1)
-        when = X.index.shift(s.horizon, freq=s.freq)
+        from pandas.tseries.frequencies import to_offset
+
+        # = X.index.shift(horizon, freq), which regenerates a date range when the index carries that freq (~0.1 ms)
+        when = X.index + s.horizon * to_offset(s.freq)
         return pd.DataFrame({s.time_column: when, f"{s.target}_forecast": pred})
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
