@@ -14,12 +14,19 @@ def _calendar(index: pd.DatetimeIndex, horizon: int, freq: str, harmonics: int =
     """Day-of-year of the forecast time as `harmonics` sin/cos pairs (a Fourier series of the yearly cycle): known in
     advance, so not a leak. The second harmonic lets a linear model fit the asymmetric seasons (a long dry summer,
     a short spring) that one sine cannot."""
-    angle = 2 * np.pi * index.shift(horizon, freq=freq).dayofyear.to_numpy() / 365.25
+    # index + horizon steps; = index.shift(horizon, freq), which regenerates a date range when the index has that freq
+    forecast_time = index + horizon * pd.tseries.frequencies.to_offset(freq)
+    angle = 2 * np.pi * forecast_time.dayofyear.to_numpy() / 365.25
     cols = {}
     for k in range(1, int(harmonics) + 1):
         suffix = "" if k == 1 else str(k)
         cols[f"doy_sin{suffix}"], cols[f"doy_cos{suffix}"] = np.sin(k * angle), np.cos(k * angle)
     return cols
+
+
+def _lag(s: pd.Series, k: int) -> pd.Series:
+    """`s` k rows earlier. Lag 0 is `s` itself: shift(0) would only copy it (~30 us a column, on every request)."""
+    return s.shift(k) if k else s
 
 
 def tabular(
@@ -45,14 +52,14 @@ def tabular(
     """
     cols: dict[str, pd.Series | np.ndarray] = {}
     for k in range(lags):
-        cols[f"{target}_lag{k}"] = df[target].shift(k)
+        cols[f"{target}_lag{k}"] = _lag(df[target], k)
     for c in exog:
         for k in range(exog_lags):
-            cols[f"{c}_lag{k}"] = df[c].shift(k)
+            cols[f"{c}_lag{k}"] = _lag(df[c], k)
     for c in spreads:
         spread = df[target] - df[c]
         for k in range(exog_lags):
-            cols[f"{target}_minus_{c}_lag{k}"] = spread.shift(k)
+            cols[f"{target}_minus_{c}_lag{k}"] = _lag(spread, k)
     for w in windows:
         roll = df[target].rolling(w, min_periods=w)
         cols[f"{target}_mean{w}"] = roll.mean()
@@ -84,7 +91,7 @@ def prophet_frame(
     cols: dict[str, pd.Series] = {"ds": pd.Series(df.index.shift(horizon, freq=freq), index=df.index)}
     for c in [target, *regressors]:
         for k in range(regressor_lags):
-            cols[f"{c}_lag{k}"] = df[c].shift(k)
+            cols[f"{c}_lag{k}"] = _lag(df[c], k)
     return pd.DataFrame(cols, index=df.index).dropna()
 
 
