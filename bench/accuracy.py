@@ -76,7 +76,8 @@ def example_champion(horizon: int, tmp: Path) -> dict:
         "charts.trials=none",  # charts do not change the champion
     ]
     subprocess.run(["make", "-s", "run", f"ARGS={' '.join(args)}"], cwd=ROOT, check=True, capture_output=True)
-    return yaml.safe_load((sweep_dir / "best.yaml").read_text())
+    best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
+    return best | {"leaderboard": (sweep_dir / "leaderboard.md").read_text()}  # every study's best, for the README
 
 
 def rows(r: dict) -> list[tuple[str, str, str]]:
@@ -107,6 +108,7 @@ def main() -> None:
             row[name] = float(best["holdout"])
             report[f"h={h}"] = row
             report.setdefault("sweep_seconds", {})[f"h={h}"] = time.perf_counter() - t0
+            report.setdefault("leaderboards", {})[f"h={h}"] = best["leaderboard"]
             print(h, json.dumps(row, indent=1), flush=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
 
