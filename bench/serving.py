@@ -1,8 +1,12 @@
 """Issue #4 benchmark: latency and throughput of one-origin requests against `mlflow models serve`, flowork's
 champion pyfunc (raw rows in: cleaning + features + model) vs the bare estimator served by MLflow on already-built
-features. Same fitted model, same machine, one server at a time, loopback only, bounded request counts.
+features. Same fitted model, same machine, loopback only, bounded request counts.
 
-    python bench/serving.py [--requests 300] [--out bench/results_serving.json]
+Both servers run side by side (an idle one costs nothing) and the measures alternate between them for `--rounds`
+rounds, the first side swapping each round; each figure is the median over rounds. On a machine shared with other
+jobs, load that comes and goes then hits both sides alike instead of whichever ran second.
+
+    python bench/serving.py [--requests 320] [--rounds 3] [--out bench/results_serving.json]
 """
 
 from __future__ import annotations
@@ -106,6 +110,12 @@ def load(port: int, body: bytes, concurrency: int, total: int) -> dict[str, floa
     }
 
 
+def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median of each figure over the rounds; errors and requests are totals."""
+    out = {k: statistics.median(r[k] for r in rounds) for k in ("p50_ms", "p99_ms", "throughput_rps")}
+    return out | {k: sum(r[k] for r in rounds) for k in ("errors", "requests")}
+
+
 def rows(r: dict) -> list[tuple[str, str, str]]:
     """This benchmark's lines of the results table: (measure, flowork, baseline / target)."""
     fw, bare = r["flowork"], r["bare"]
@@ -127,6 +137,7 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=320)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_serving.json")))
     args = ap.parse_args()
     import mlflow
@@ -168,20 +179,34 @@ def main() -> None:
         )
     bare_body = json.dumps({"dataframe_split": X.tail(1).to_dict(orient="split", index=False)}).encode()
 
-    report = {}
-    for name, uri, body in (("bare", bare.model_uri, bare_body), ("flowork", champion_uri, champion_body)):
-        proc, port = serve(uri, store, tmp)
-        try:
-            report[name] = {f"c{c}": load(port, body, c, args.requests) for c in (1, 16)}
-        finally:
+    sides = {"bare": (bare.model_uri, bare_body), "flowork": (champion_uri, champion_body)}
+    procs, ports = {}, {}
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {name: {"c1": [], "c16": []} for name in sides}
+    load_avg = [os.getloadavg()[0]]
+    try:
+        for name, (uri, _) in sides.items():
+            procs[name], ports[name] = serve(uri, store, tmp)
+        for r in range(args.rounds):
+            order = list(sides) if r % 2 == 0 else list(reversed(sides))
+            for c in (1, 16):
+                for name in order:
+                    runs[name][f"c{c}"].append(load(ports[name], sides[name][1], c, args.requests))
+            load_avg.append(os.getloadavg()[0])
+            print(f"round {r + 1}/{args.rounds}, load {load_avg[-1]:.2f}", flush=True)
+    finally:
+        for proc in procs.values():
             proc.terminate()
             proc.wait(timeout=20)
+    report: dict = {name: {c: summary(rs) for c, rs in per_c.items()} for name, per_c in runs.items()}
+    for name in sides:
         print(name, json.dumps(report[name]), flush=True)
+    report["rounds"] = args.rounds
+    report["load_avg_1min"] = load_avg  # before the first round and after each
     report["p50_ratio_c1"] = report["flowork"]["c1"]["p50_ms"] / report["bare"]["c1"]["p50_ms"]
     report["throughput_ratio_c16"] = (
         report["flowork"]["c16"]["throughput_rps"] / report["bare"]["c16"]["throughput_rps"]
     )
-    print({k: round(v, 3) for k, v in report.items() if not isinstance(v, dict)})
+    print({k: round(v, 3) for k, v in report.items() if isinstance(v, float)})
     Path(args.out).write_text(json.dumps(report, indent=2))
 
 
