@@ -113,7 +113,7 @@ def load(port: int, body: bytes, concurrency: int, total: int) -> dict[str, floa
 def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
     """Median of each figure over the rounds; errors and requests are totals."""
     out = {k: statistics.median(r[k] for r in rounds) for k in ("p50_ms", "p99_ms", "throughput_rps")}
-    return out | {k: sum(r[k] for r in rounds) for k in ("errors", "requests")}
+    return out | {k: sum(r[k] for r in rounds) for k in ("errors", "requests")} | {"rounds": rounds}
 
 
 def rows(r: dict) -> list[tuple[str, str, str]]:
@@ -199,7 +199,8 @@ def main() -> None:
             proc.wait(timeout=20)
     report: dict = {name: {c: summary(rs) for c, rs in per_c.items()} for name, per_c in runs.items()}
     for name in sides:
-        print(name, json.dumps(report[name]), flush=True)
+        brief = {c: {k: round(v, 1) for k, v in m.items() if k != "rounds"} for c, m in report[name].items()}
+        print(name, json.dumps(brief), flush=True)
     report["rounds"] = args.rounds
     report["load_avg_1min"] = load_avg  # before the first round and after each
     report["p50_ratio_c1"] = report["flowork"]["c1"]["p50_ms"] / report["bare"]["c1"]["p50_ms"]
