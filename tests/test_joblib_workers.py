@@ -20,6 +20,31 @@ def pid() -> int:
     return os.getpid()
 
 
+@pytest.fixture(autouse=True)
+def loky_start_method(monkeypatch):
+    """Warming sets loky's start method for the process: back to its default after each test."""
+    from joblib.externals.loky.backend import context
+
+    monkeypatch.setattr(context, "_DEFAULT_START_METHOD", None)
+
+
+def preloaded() -> list[str]:
+    import sys
+
+    return [m for m in _joblib.PRELOAD if m not in sys.modules]
+
+
+def test_workers_start_with_the_trial_libraries_imported():
+    from joblib.externals.loky import get_reusable_executor
+
+    _joblib.use_fork_server()
+    executor = get_reusable_executor(max_workers=2, reuse=False)  # fresh processes: the first task sees their start
+    try:
+        assert executor.submit(preloaded).result(timeout=120) == []  # imported before any task ran
+    finally:
+        executor.shutdown(kill_workers=True)
+
+
 def test_the_launch_reuses_the_warmed_workers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(str(CONF), version_base="1.3"):
