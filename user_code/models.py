@@ -172,13 +172,15 @@ def ensemble(
     `xgb`, `random_forest`, ...) and holds its params; `weights` (member -> weight, normalised to sum to 1; missing
     members weigh 1) mixes their forecasts. Their errors differ enough (a linear fit and trees) that the average
     beats each of them."""
+    import inspect
     import sys
 
     from flowork.errors import FloworkError
 
     module = sys.modules[__name__]
     weights = {name: float((weights or {}).get(name, 1.0)) for name in members}
-    unknown = [name for name in members if name == "ensemble" or not callable(getattr(module, name, None))]
+    # training functions only: the module's classes (Blend, ChangeForecaster, ...) are callable too
+    unknown = [name for name in members if name == "ensemble" or not inspect.isfunction(getattr(module, name, None))]
     if not members or unknown or sum(weights.values()) <= 0:
         raise FloworkError(
             f"ensemble members must name training functions of user_code/models.py with positive total weight; "
