@@ -142,7 +142,13 @@ def test_ensemble_is_the_weighted_mean_of_its_members():
 
 @pytest.mark.parametrize(
     ("members", "weights"),
-    [({"nope": {}}, None), ({"ensemble": {}}, None), ({"Blend": {}}, None), ({}, None), ({"ridge": {}}, {"ridge": 0.0})],
+    [
+        ({"nope": {}}, None),
+        ({"ensemble": {}}, None),
+        ({"Blend": {}}, None),
+        ({}, None),
+        ({"ridge": {}}, {"ridge": 0.0}),
+    ],
 )
 def test_ensemble_rejects_unknown_members_and_zero_weight(members, weights):
     X = features.tabular(DF, target="v", lags=2, windows=[])
