@@ -72,7 +72,7 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
 
     def compose_cfg(overrides: list[str]) -> Any:
         with initialize_config_dir(str(root / "conf"), version_base="1.3"):
-            return compose("config", overrides=[*overrides, *extra])
+            return compose("config", overrides=[*overrides, *extra], return_hydra_config=True)
 
     cfg = compose_cfg([f"sweep.name={name}"])
     tracker = tracker_for(cfg.tracking, str(root))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -43,6 +44,7 @@ class TrialContext:
 
 
 TRIAL: ContextVar[TrialContext | None] = ContextVar("flowork_trial", default=None)
+LIMITED: dict[str, tuple[int, int]] = {}  # the thread limit last applied by threadpoolctl: (limit, len(sys.modules))
 
 
 class Reporter:
@@ -73,12 +75,18 @@ def limit_threads(n: int) -> None:
     (xgboost ran 20-40x slower here). The env vars cover libraries not imported yet."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         os.environ[var] = str(n)
+    # threadpoolctl scans every loaded shared library (~4 ms): again only when the limit or the set of imported
+    # modules (a proxy for newly loaded native libraries) changed since the last trial in this process
+    applied = (n, len(sys.modules))
+    if LIMITED.get("threads") == applied:
+        return
     try:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(n)
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         pass
+    LIMITED["threads"] = (n, len(sys.modules))
 
 
 def choices_of(cfg: DictConfig) -> dict[str, str]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from flowork.errors import FloworkError
 
@@ -119,7 +120,8 @@ def champion(
     overrides = [o for o in best["overrides"] if not o.startswith("tracking.log_model=")]
     cfg = compose([*overrides, "tracking.log_model=true"])
     tags = {"flowork.sweep": sweep, "flowork.role": ALIAS, "flowork.source_trial": f"{best['study']}#{best['trial']}"}
-    result = run(cfg, root=root or os.getcwd(), parent_run_id=parent_run_id, extra_tags=tags)
+    with refit_job(cfg, str(Path(sweep_dir, ALIAS))):
+        result = run(cfg, root=root or os.getcwd(), parent_run_id=parent_run_id, extra_tags=tags)
     version = register(tracker, result.model_uri, model_name, result.run_id, tags)
     summary = {
         "sweep": sweep,
@@ -149,6 +151,27 @@ def champion(
         version,
     )
     return summary
+
+
+@contextmanager
+def refit_job(cfg: DictConfig, output_dir: str) -> Iterator[None]:
+    """The refit as a Hydra job of its own, like each trial: HydraConfig serves the champion's config with
+    `<sweep dir>/champion` as its output dir, so a training function that reads HydraConfig behaves in the refit as
+    it did in its trial (it failed with "HydraConfig was not set")."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.instance()
+    before = hydra.cfg
+    if "hydra" in cfg:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with read_write(cfg.hydra), open_dict(cfg.hydra):
+            cfg.hydra.runtime.output_dir = output_dir
+            cfg.hydra.job.name = ALIAS
+        hydra.set_config(cfg)
+    try:
+        yield
+    finally:
+        hydra.cfg = before
 
 
 def register(tracker: Any, model_uri: str | None, name: str, run_id: str | None, tags: dict[str, str]) -> str:

@@ -58,6 +58,11 @@ def test_three_model_parallel_sweep(tmp_path, short_csv):
         for t in done:  # the sampled values reached the trial's config (and its MLflow params)
             (r,) = [r for r in children if r.data.tags["flowork.trial"] == str(t.number)]
             assert {k: r.data.params[k] for k in t.params} == {k: str(v) for k, v in t.params.items()}
+    # each trial's own dir, log and overrides, even as workers switch between studies from trial to trial
+    for model in models:
+        dirs = sorted(p.parent.parent for p in (tmp_path / "sweeps/s" / model).glob("*/.hydra/overrides.yaml"))
+        assert [d.name for d in dirs] == ["0", "1", "2"]
+        assert all(f"- model={model}\n" in (d / ".hydra/overrides.yaml").read_text() for d in dirs)
     (champion,) = by_role["champion"]
     version = client.get_model_version_by_alias("temperature-forecaster", "champion")
     assert version.run_id == champion.info.run_id
@@ -68,6 +73,23 @@ def test_three_model_parallel_sweep(tmp_path, short_csv):
     best = (tmp_path / "sweeps/s/best.yaml").read_text()
     assert f"model: {champion.data.tags['flowork.model']}" in best
     assert "| rank | model |" in (tmp_path / "sweeps/s/leaderboard.md").read_text()
+
+
+def test_each_trial_sees_its_own_hydra_config_as_one_worker_switches_studies(tmp_path, short_csv):
+    out = sweep(
+        *sweep_args(tmp_path, short_csv),
+        "model=ridge,random_forest",
+        "model.train._target_=tests.sweep_helpers.recording",
+        "search.n_trials=3",
+        "data.backtest.folds=2",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for model in ("ridge", "random_forest"):
+        seen = sorted((tmp_path / "sweeps/s" / model).glob("*/seen_model.txt"))
+        assert [p.parent.name for p in seen] == ["0", "1", "2"]
+        assert {p.read_text() for p in seen} == {model}
+    champion = (tmp_path / "sweeps/s/best.yaml").read_text().split("model: ", 1)[1].split("\n", 1)[0]
+    assert (tmp_path / "sweeps/s/champion/seen_model.txt").read_text() == champion  # the refit is a job too
 
 
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path, short_csv):
