@@ -20,6 +20,22 @@ def exit_without_teardown() -> None:
     if run_exit_handlers is None or others or sys.getprofile() or sys.gettrace():
         return
     run_exit_handlers()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush_open_files()
     os._exit(0)
+
+
+def flush_open_files() -> None:
+    """Flush every file still open for writing (stdout and stderr included). Teardown would have flushed them as it
+    freed them: without this, a file that user code opened and never closed lost its last writes. Scanning the
+    heap costs ~30 ms, against ~1 s of teardown."""
+    import gc
+    import io
+
+    kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)  # exact types: isinstance on io ABCs is slow
+    for obj in [*(o for o in gc.get_objects() if type(o) in kinds), sys.stdout, sys.stderr]:
+        if obj is not None:
+            try:
+                if not obj.closed:
+                    obj.flush()
+            except Exception:  # a closed pipe, a detached buffer, a stand-in stream: nothing more to save
+                pass

@@ -57,12 +57,14 @@ def test_ridge_job_imports_no_heavy_library(tmp_path, short_csv):
 
 
 @pytest.mark.parametrize(("worker_thread", "ends_at_once"), [(False, True), (True, False)])
-def test_the_command_ends_without_teardown_after_its_exit_handlers(worker_thread, ends_at_once):
+def test_the_command_ends_without_teardown_after_its_exit_handlers(tmp_path, worker_thread, ends_at_once):
     code = (
         "import atexit, threading, time\n"
         "from flowork.shutdown import exit_without_teardown\n"
         "atexit.register(lambda: print('exit handler ran'))\n"
         "print('output of the job')\n"  # block-buffered into the pipe: flushed before the process ends
+        f"left_open = open({str(tmp_path / 'notes.txt')!r}, 'w')\n"  # user code that never closes its file
+        "left_open.write('written, never closed')\n"
         f"if {worker_thread}:\n    threading.Thread(target=time.sleep, args=(0.5,)).start()\n"
         "exit_without_teardown()\n"
         "print('normal exit')\n"
@@ -72,6 +74,7 @@ def test_the_command_ends_without_teardown_after_its_exit_handlers(worker_thread
     assert out.stdout.splitlines()[0] == "output of the job"
     assert "exit handler ran" in out.stdout
     assert ("normal exit" not in out.stdout) == ends_at_once
+    assert (tmp_path / "notes.txt").read_text() == "written, never closed"
 
 
 @pytest.mark.parametrize(
