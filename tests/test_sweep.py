@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import optuna
+import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -90,6 +91,39 @@ def test_each_trial_sees_its_own_hydra_config_as_one_worker_switches_studies(tmp
         assert {p.read_text() for p in seen} == {model}
     champion = (tmp_path / "sweeps/s/best.yaml").read_text().split("model: ", 1)[1].split("\n", 1)[0]
     assert (tmp_path / "sweeps/s/champion/seen_model.txt").read_text() == champion  # the refit is a job too
+
+
+def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, short_csv):
+    args = [*sweep_args(tmp_path, short_csv), "model=ridge", "data.backtest.folds=2", "charts.trials=none"]
+    for n in (2, 4):  # the second command resumes the sweep towards 4 trials
+        out = sweep(*args, f"search.n_trials={n}")
+        assert out.returncode == 0, out.stderr[-3000:]
+    alphas = [t.params["model.params.alpha"] for t in trials(tmp_path, "s", "ridge")]
+    assert len(alphas) == 4 and len(set(alphas)) == 4  # not the first two proposed again
+    for change, shown in (
+        ("data.target.horizon=7", "data.target.horizon: 1 -> 7"),
+        ("metric=rmse", "metric.name: mae -> rmse"),
+    ):
+        out = sweep(*args, "search.n_trials=6", change)
+        assert out.returncode != 0 and "Traceback" not in out.stderr
+        assert "is being resumed with other settings" in out.stderr and shown in out.stderr
+        assert "another sweep.name" in out.stderr
+    assert len(trials(tmp_path, "s", "ridge")) == 4  # nothing ran, nothing was lost
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("search.n_trials=0", "has no budget"),
+        ("search.timeout=-5", "has no budget"),
+        ("tracking.model_name='team/forecaster'", "cannot be registered"),
+    ],
+)
+def test_settings_that_would_waste_the_sweep_are_refused_before_it_runs(tmp_path, short_csv, setting, message):
+    out = sweep(*sweep_args(tmp_path, short_csv), "model=ridge", setting)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert message in out.stderr
+    assert not (tmp_path / "sweeps/s/ridge").exists()  # no trial ran
 
 
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path, short_csv):
@@ -218,3 +252,20 @@ def test_resume_after_kill_9(tmp_path, short_csv):
     assert len({r.data.tags["flowork.trial"] for r in trial_runs}) == len(trial_runs)  # no duplicate runs
     _, sweep_runs = runs(tmp_path, "tags.`flowork.role` = 'sweep'")
     assert len(sweep_runs) == 1 and sweep_runs[0].info.status == "FINISHED"
+
+
+def test_ctrl_c_ends_the_sweep_with_how_to_resume(tmp_path, short_csv):
+    args = [*sweep_args(tmp_path, short_csv, "c"), "model=ridge", *SCRIPTED, "+model.params.sleep=0.5"]
+    proc = subprocess.Popen(
+        command(*args, "search.n_trials=20"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "sweeps/c/ridge/1").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "sweep c interrupted" in err and "sweep.name=c" in err
+    assert any(t.state == TrialState.COMPLETE for t in trials(tmp_path, "c", "ridge"))
+    _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+    assert "RUNNING" not in {r.info.status for r in trial_runs}

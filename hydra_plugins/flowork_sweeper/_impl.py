@@ -41,17 +41,30 @@ class FloworkSweeperImpl:
                 raise
             print(f"flowork: error: {e.render()}\n(set FLOWORK_TRACEBACK=1 to see the traceback)", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            if os.environ.get("FLOWORK_TRACEBACK"):
+                raise
+            name = getattr(self, "name", None)  # the resolved name (a default ${now:...} differs each time)
+            resume = f"the same command with sweep.name={name}" if name else "the same command"
+            print(
+                f"flowork: sweep {name or ''} interrupted: its finished trials are kept, the running ones closed "
+                f"as KILLED.\nResume it: {resume}",
+                file=sys.stderr,
+            )
+            sys.exit(130)
 
     def _sweep(self, arguments: list[str]) -> Any:
         from hydra.core.plugins import Plugins
 
-        from flowork.select import champion, leaderboard, write_leaderboard
+        from flowork.select import champion, check_model_name, leaderboard, write_leaderboard
         from flowork.studies import close_orphans, default_storage, open_storage
         from flowork.tracking import tracker_for
 
+        if self.config.sweep.select:
+            check_model_name(str(self.config.tracking.model_name))
         # a Ray cluster is reached (or not) before any study or run exists; its CPUs size the workers
         slots = _ray.connect(self.config) if _ray.uses_ray(self.config) else None
-        name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
+        name = self.name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
         sweep_dir = str(self.config.hydra.sweep.dir)
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         root = os.getcwd()
@@ -61,8 +74,7 @@ class FloworkSweeperImpl:
         # absolute: a worker may start in another directory (a Ray node starts where `ray start` ran)
         storage_url = self.config.sweep.storage or default_storage(os.path.abspath(sweep_dir))
         storage = open_storage(storage_url)
-        sweep_run = find_or_start_run(tracker, name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
-        plan = self.plan(arguments, name, storage, storage_url, tracker, sweep_run, uri)
+        plan, sweep_run = self.plan(arguments, name, storage, storage_url, tracker, uri)
         for s in plan.studies:  # a resumed sweep: close what the killed one left running
             study = load_study(storage, s.name)
             for t in close_orphans(study, "closed when the sweep resumed", killed=True):
@@ -152,7 +164,9 @@ class FloworkSweeperImpl:
     def compose(self, overrides: list[str]) -> DictConfig:
         return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
 
-    def plan(self, arguments, name, storage, storage_url, tracker, sweep_run, uri) -> SweepPlan:
+    def plan(self, arguments, name, storage, storage_url, tracker, uri) -> tuple[SweepPlan, str]:
+        """The sweep's studies, checked before any MLflow run is started or reopened (a refused resume leaves the
+        store as it was); (plan, the sweep's run)."""
         import optuna
 
         from flowork.schema import validate
@@ -171,6 +185,13 @@ class FloworkSweeperImpl:
             composed = self.compose(overrides)
             cfg = validate(composed)
             where = f"conf/search/{model}.yaml"
+            if cfg.search.n_trials < 1 or (cfg.search.timeout is not None and cfg.search.timeout <= 0):
+                raise FloworkError(
+                    f"study of {model} has no budget: search.n_trials={cfg.search.n_trials}, "
+                    f"search.timeout={cfg.search.timeout}",
+                    where=f"{where} (or the command line)",
+                    fix="set search.n_trials to 1 or more, and search.timeout to seconds > 0 or null",
+                )
             space = build_space(
                 cfg.search.space, {k: d for k, d in sweeps.items() if has_key(cfg, k)}, fixed, where=where
             )
@@ -190,12 +211,10 @@ class FloworkSweeperImpl:
                     f"{cfg.metric.direction}",
                     fix="use a new sweep.name for a different metric",
                 )
-            run_id = find_or_start_run(
-                tracker, model, {"flowork.sweep": name, "flowork.study": sname, "flowork.role": "study"}, sweep_run
-            )
+            same_setup(study, setup_of(cfg, space.params), name)
             deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
             studies.append(
-                StudyPlan(model, sname, overrides, space.params, cfg.search.n_trials, deadline, run_id, composed)
+                StudyPlan(model, sname, overrides, space.params, cfg.search.n_trials, deadline, "", composed)
             )
             log.info("study %s: %d trials, space %s", sname, cfg.search.n_trials, sorted(space.params))
         unused = [k for k in sweeps if not any(k in s.params for s in studies)]
@@ -204,7 +223,11 @@ class FloworkSweeperImpl:
                 f"swept key(s) {unused} exist in none of the models' configs",
                 fix="check the key names with `python -m flowork model=NAME --cfg job`",
             )
-        return SweepPlan(
+        sweep_run = find_or_start_run(tracker, name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
+        for s in studies:
+            tags = {"flowork.sweep": name, "flowork.study": s.name, "flowork.role": "study"}
+            s.run_id = find_or_start_run(tracker, s.model, tags, sweep_run)
+        sweep_plan = SweepPlan(
             sweep=name,
             storage=storage_url,
             studies=studies,
@@ -221,6 +244,7 @@ class FloworkSweeperImpl:
             charts_dir=str(Path(str(self.config.hydra.sweep.dir), "charts", "trials")),
             unit=str(self.config.data.target.get("unit") or self.config.data.target.column),
         )
+        return sweep_plan, sweep_run
 
     def applicable(self, model: str, plain: list[str]) -> list[str]:
         """Command-line keys under `model.` apply to the models that have them (model.params.max_depth=6 with
@@ -299,6 +323,38 @@ def load_study(storage: Any, name: str) -> Any:
     import optuna
 
     return optuna.load_study(study_name=name, storage=storage)
+
+
+SETUP = "flowork.setup"  # study user attribute: what its trials must share to be compared
+
+
+def setup_of(cfg: DictConfig, searched: dict[str, Any]) -> dict[str, str]:
+    """What makes a study's trials comparable: the problem (data, target, backtest protocol) and the metric that
+    scores it, flattened and resolved. Other features or params are other candidates, not another problem."""
+    from flowork.tracking import flatten
+
+    node = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    setup = flatten({k: node[k] for k in ("data", "metric") if k in node})  # type: ignore[index]
+    return {k: v for k, v in setup.items() if k not in searched}
+
+
+def same_setup(study: Any, setup: dict[str, str], sweep: str) -> None:
+    """A resumed study must go on with the problem and metric it started with: otherwise a 7-day forecast competes
+    with 1-day ones, or an RMSE with MAEs, and the champion is picked across both."""
+    before = study.user_attrs.get(SETUP)
+    if before is None:  # a new study (or one from before this check): its settings from now on
+        study.set_user_attr(SETUP, setup)
+        return
+    from flowork.tracking import scrub
+
+    changed = sorted(k for k in set(before) | set(setup) if before.get(k) != setup.get(k))
+    if changed:
+        shown = scrub("; ".join(f"{k}: {before.get(k, '(unset)')} -> {setup.get(k, '(unset)')}" for k in changed[:8]))
+        raise FloworkError(
+            f"sweep {sweep!r} is being resumed with other settings than its study {study.study_name} started "
+            f"with ({shown}{'; ...' if len(changed) > 8 else ''}): its trials would no longer be comparable",
+            fix=f"restore those settings to resume sweep {sweep!r}, or start a new sweep with another sweep.name",
+        )
 
 
 def find_or_start_run(tracker: Any, run_name: str, tags: dict[str, str], parent: str | None) -> str:

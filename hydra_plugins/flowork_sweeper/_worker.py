@@ -116,16 +116,17 @@ class TrialWorker:
         storage = open_storage(self.plan.storage)
         studies = {}
         for k, s in enumerate(self.plan.studies):
-            # distinct seeds per worker and study: identically seeded workers would propose identical trials
             sampler = instantiate.bind(self.plan.sampler, where="sweep.sampler", call_args=0)
             seeded = sampler.keywords.get("seed") is not None
-            kwargs = {"seed": self.plan.seed + 1000 * worker + k} if seeded else {}
             pruner = (
                 instantiate.bind(self.plan.pruner, where="sweep.pruner", call_args=0)() if self.plan.pruner else None
             )
-            studies[s.name] = optuna.load_study(
-                study_name=s.name, storage=storage, sampler=sampler(**kwargs), pruner=pruner
-            )
+            study = optuna.load_study(study_name=s.name, storage=storage, pruner=pruner)
+            # distinct seeds per worker and study, and per resume: a resumed study seeded as it started would propose
+            # the trials it already ran again (TPE's random start-up trials come first)
+            done = len(study.get_trials(deepcopy=False))
+            study.sampler = sampler(seed=self.plan.seed + 1000 * worker + k + 100_003 * done) if seeded else sampler()
+            studies[s.name] = study
         counts = {"complete": 0, "failed": 0, "pruned": 0}
         rng = random.Random(worker)
         own = HydraConfig.instance().cfg  # the worker job's own, restored once its trials are done
