@@ -12,12 +12,14 @@ scored on the same origins whatever rows its feature script drops:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from flowork.errors import FloworkError
+from flowork.errors import FloworkError, raised_in_user_code
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class FoldResult:
 
 def fit_predict(train, X: pd.DataFrame, y: pd.Series, fold: Fold, where: str) -> tuple[object, pd.Series]:
     """Fit on the fold's training rows, predict its test rows; check the user's model against the contract."""
-    model = train(X[fold.train], y[fold.train])
+    model = user_call("the training function", train, X[fold.train], y[fold.train], where=where)
     if not callable(getattr(model, "predict", None)):
         raise FloworkError(
             f"the training function returned {type(model).__name__}, which has no predict(X) method",
@@ -102,7 +104,15 @@ def fit_predict(train, X: pd.DataFrame, y: pd.Series, fold: Fold, where: str) ->
             fix="return a fitted model whose predict(X) gives one value per row of X",
         )
     X_test = X[fold.test]
-    pred = np.asarray(model.predict(X_test), dtype=float).reshape(-1)
+    raw = user_call("the fitted model's predict(X)", model.predict, X_test, where=where)
+    try:
+        pred = np.asarray(raw, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise FloworkError(
+            f"predict(X) returned values that are not numbers ({type(raw).__name__}: {e})",
+            where=where,
+            fix="return one number per row of X (a fitted regressor's predictions)",
+        ) from None
     if len(pred) != len(X_test):
         raise FloworkError(
             f"predict(X) returned {len(pred)} values for {len(X_test)} rows",
@@ -118,6 +128,24 @@ def fit_predict(train, X: pd.DataFrame, y: pd.Series, fold: Fold, where: str) ->
             fix="check the model's predictions: missing values in X, a diverging fit, or a bad parameter value",
         )
     return model, pd.Series(pred, index=X_test.index, name="prediction")
+
+
+def user_call(what: str, fn: Callable[..., Any], *args: Any, where: str) -> Any:
+    """fn(*args); an error inside it names the user's line (a pruned trial's TrialPruned passes through)."""
+    try:
+        return fn(*args)
+    except FloworkError:
+        raise
+    except Exception as e:
+        if type(e).__name__ == "TrialPruned":  # optuna's, raised by the reporter: not an error
+            raise
+        name = getattr(getattr(fn, "func", fn), "__name__", "")
+        raise raised_in_user_code(
+            e,
+            f"{what} (`{name}`)" if name and name != "predict" else what,
+            where=where,
+            fix="check the model's params (its conf/model file, or the command line) and the training code",
+        ) from e
 
 
 def run_folds(

@@ -29,3 +29,20 @@ def config_file(key: str) -> str:
     if group in {"data", "features", "model", "search", "metric"}:
         return f"conf/{group}/<option>.yaml, key `{key}`"
     return f"conf/config.yaml, key `{key}`"
+
+
+def raised_in_user_code(error: Exception, what: str, *, where: str, fix: str) -> FloworkError:
+    """`error`, raised inside the user's function `what`, as a FloworkError that names the user's line it came
+    from. Raise it `from error`: the whole traceback stays chained to it (printed with FLOWORK_TRACEBACK=1, and a
+    failed run's traceback.txt keeps it)."""
+    import os
+    import traceback
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if not os.path.abspath(f.filename).startswith(package) and "site-packages" not in f.filename
+    ]
+    at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return FloworkError(f"{what} raised {type(error).__name__}: {error}{at}", where=where, fix=fix)

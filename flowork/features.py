@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flowork.errors import FloworkError
+from flowork.errors import FloworkError, raised_in_user_code
 
 Step = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -28,14 +28,27 @@ class Pipeline:
     def cleaned(self, raw: pd.DataFrame) -> pd.DataFrame:
         if self.clean is None:
             return raw
-        out = self.clean(raw.copy())
+        out = self.call("clean", self.clean, raw)
         check_frame(out, "clean", self.where, raw.index)
         return out
 
     def features(self, clean_df: pd.DataFrame) -> pd.DataFrame:
-        X = self.build(clean_df.copy())
+        X = self.call("build", self.build, clean_df)
         check_frame(X, "build", self.where, clean_df.index)
         return X
+
+    def call(self, step: str, fn: Step, df: pd.DataFrame) -> pd.DataFrame:
+        try:
+            return fn(df.copy())
+        except FloworkError:
+            raise
+        except Exception as e:
+            raise raised_in_user_code(
+                e,
+                f"features.{step} (`{getattr(getattr(fn, 'func', fn), '__name__', fn)}`)",
+                where=f"{self.where}, key `features.{step}`",
+                fix=f"fix the {step} function, or the values in the data it got (types, missing values)",
+            ) from e
 
     def __call__(self, raw: pd.DataFrame) -> pd.DataFrame:
         return self.features(self.cleaned(raw))

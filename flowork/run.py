@@ -108,6 +108,23 @@ def project_root(cfg: DictConfig) -> str:
         return os.getcwd()
 
 
+def numeric(metric: Callable[..., Any], where: str) -> Callable[[Any, Any], float]:
+    """The metric, checked to return a number on every call."""
+
+    def score(y_true: Any, y_pred: Any) -> float:
+        value = metric(y_true, y_pred)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise FloworkError(
+                f"the metric `{getattr(metric, '__name__', metric)}` returned {value!r}, not a number",
+                where=where,
+                fix="return one float from metric(y_true, y_pred)",
+            ) from None
+
+    return score
+
+
 def pipeline_of(cfg: DictConfig, where: str) -> Pipeline:
     clean = cfg.features.clean
     return Pipeline(
@@ -140,7 +157,10 @@ def run(
     params: dict[str, Any] = OmegaConf.to_container(cfg.model.params, resolve=True)  # type: ignore[assignment]
     train_fn = instantiate.bind(cfg.model.train, where=where_model, call_args=2)
     instantiate.check_call(train_fn, 2, params, where=where_model)
-    metric = instantiate.locate(cfg.metric._target_, where=f"conf/metric/{choices.get('metric', '')}.yaml")
+    where_metric = f"conf/metric/{choices.get('metric', '<option>')}.yaml, key `metric._target_`"
+    metric = instantiate.locate(cfg.metric._target_, where=where_metric)
+    instantiate.check_call(metric, 2, {}, where=where_metric)
+    metric = numeric(metric, where_metric)
 
     reporter = None
     if "reporter" in inspect.signature(train_fn).parameters:
@@ -150,6 +170,8 @@ def run(
 
     def train(X: pd.DataFrame, y: pd.Series) -> Any:
         return train_fn(X, y, **params)
+
+    train.__name__ = getattr(getattr(train_fn, "func", train_fn), "__name__", "train")  # errors name the user's
 
     from flowork.tracking import flatten, git_state, redact, tracker_for
 
@@ -186,6 +208,15 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
             CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
     y, label_time = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
     y, label_time = y.reindex(X.index), label_time.reindex(X.index)
+    # a row whose target value is missing has no label: neither trained on nor scored (as past the series' end)
+    label_time = label_time.where(y.notna())
+    if not label_time.notna().any():
+        raise FloworkError(
+            f"the target column {cfg.data.target.column!r} has no value to learn from "
+            f"({int(clean[cfg.data.target.column].notna().sum())} of {len(clean)} rows after cleaning)",
+            where=f"conf/data/{choices_of(cfg).get('data', '<option>')}.yaml, key `data.target.column`",
+            fix="check the data file's target column and what features.clean does to it",
+        )
     p = backtest.plan(
         raw.index, cfg.data.backtest.folds, cfg.data.backtest.min_train, cfg.data.holdout, cfg.data.target.horizon
     )

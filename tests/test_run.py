@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 from mlflow import MlflowClient
 
@@ -30,8 +33,34 @@ def nan_model(X, y):
     return M()
 
 
+def text_model(X, y):
+    class M:
+        def predict(self, X):
+            return ["warm"] * len(X)
+
+    return M()
+
+
 def leaky(df, target):
     return df[[target]].assign(tomorrow=df[target].shift(-1)).dropna()
+
+
+def failing_build(df, target):
+    return df[target] / df["weather"]  # a str column: TypeError inside the user's function
+
+
+def no_args_metric():
+    return 0.0
+
+
+def text_metric(y_true, y_pred):
+    return "small"
+
+
+BUILD_ONLY = [  # features.build with only its `target` argument
+    f"~features.build.{k}"
+    for k in ("lags", "exog", "exog_lags", "spreads", "windows", "categorical", "calendar", "horizon", "freq")
+]
 
 
 def test_run_logs_metrics_params_tags_artifacts(make_cfg, store):
@@ -77,22 +106,20 @@ ERRORS = [
         "model's predictions",
     ),
     (["metric.direction=maxi"], "invalid config value", "metric.direction"),
+    (["model.params.alpha=abc"], "training function (`ridge`) raised InvalidParameterError", "user_code/models.py:"),
+    ([*NO_PARAMS, "model.train._target_=tests.test_run.text_model"], "values that are not numbers", "one number"),
+    (
+        ["features.build._target_=tests.test_run.failing_build", *BUILD_ONLY],
+        "features.build (`failing_build`) raised TypeError",
+        "tests/test_run.py:",
+    ),
+    (["metric._target_=tests.test_run.no_args_metric"], "`no_args_metric` cannot be called", "no_args_metric()"),
+    (["metric._target_=tests.test_run.text_metric"], "returned 'small', not a number", "metric._target_"),
     (["data.target.horizon=0"], "horizon must be >= 1", "data.target.horizon"),
     (["data.backtest.folds=200"], "too few rows", "fewer folds"),
     (["data.target.column=???"], "still marked ???", "data.target.column"),
     (
-        [
-            "features.build._target_=tests.test_run.leaky",
-            "~features.build.lags",
-            "~features.build.exog",
-            "~features.build.exog_lags",
-            "~features.build.spreads",
-            "~features.build.windows",
-            "~features.build.categorical",
-            "~features.build.calendar",
-            "~features.build.horizon",
-            "~features.build.freq",
-        ],
+        ["features.build._target_=tests.test_run.leaky", *BUILD_ONLY],
         "leakage: feature column(s) ['tomorrow']",
         "conf/features",
     ),
@@ -105,6 +132,31 @@ def test_errors_say_what_and_how_to_fix(make_cfg, overrides, message, hint):
         run(make_cfg("model=ridge", *overrides), root=str(ROOT))
     assert message in e.value.render()
     assert hint in e.value.render()
+
+
+@pytest.mark.parametrize(
+    ("blank", "message"),
+    [
+        (slice(200, 220), None),  # a stretch of missing target values: those rows are simply unlabelled
+        (slice(None), "the target column 'temp_max' has no value to learn from (0 of 400 rows"),
+    ],
+)
+def test_missing_target_values(tmp_path, make_cfg, weather, blank, message):
+    df = weather.head(400).copy()
+    df.loc[df.index[blank], "temp_max"] = float("nan")
+    df.to_csv(tmp_path / "gaps.csv", index=False)
+    cfg = make_cfg("model=ridge", f"data.uri={tmp_path / 'gaps.csv'}")
+    if message is None:
+        assert math.isfinite(run(cfg, root=str(ROOT)).objective)
+    else:
+        with pytest.raises(FloworkError, match=re.escape(message)):
+            run(cfg, root=str(ROOT))
+
+
+@pytest.mark.parametrize("model", ["ridge", "prophet"])
+def test_unchecked_frequency(make_cfg, model):
+    """data.freq: null skips the grid check; the example's features infer the step instead."""
+    assert math.isfinite(run(make_cfg(f"model={model}", "data.freq=null"), root=str(ROOT)).objective)
 
 
 def test_failed_job_ends_its_run_failed_with_traceback(make_cfg, store):

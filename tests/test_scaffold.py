@@ -107,7 +107,15 @@ def test_check_catches_leaky_features_and_broken_training(project):
             "    return NBeatsForecaster(model, horizon, freq, mean, scale)", "    return None"
         )
     )
+    scores = "def no_args():\n    return 1.0\n\n\ndef text(y_true, y_pred):\n    return 'low'\n"
+    (project / "user_code/scores.py").write_text(scores)
+    for name in ("no_args", "text"):
+        (project / f"conf/metric/{name}.yaml").write_text(
+            f"_target_: user_code.scores.{name}\nname: {name}\ndirection: minimize\n"
+        )
     out = cli("check", "--rows", "300", cwd=project)
     assert out.returncode == 1
     assert "leakage" in out.stdout and "temp_max_mean7" in out.stdout
     assert "has no predict" in out.stdout
+    assert "`no_args` cannot be called with these arguments" in out.stdout
+    assert "the metric `text` returned 'low', not a number" in out.stdout
