@@ -71,8 +71,18 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
         raise FloworkError(f"sweep {name!r} has no studies in {url}", fix="check the name (ls multirun/) or --storage")
 
     def compose_cfg(overrides: list[str]) -> Any:
-        with initialize_config_dir(str(root / "conf"), version_base="1.3"):
-            return compose("config", overrides=[*overrides, *extra], return_hydra_config=True)
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            with initialize_config_dir(str(root / "conf"), version_base="1.3"):
+                return compose("config", overrides=[*overrides, *extra], return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as e:
+            raise FloworkError(
+                f"cannot compose the sweep's config with {[*overrides, *extra]}: {e}",
+                where="the overrides given to this command, or conf/",
+                fix="give overrides as key=value of existing keys (`python -m flowork --cfg job` lists them)",
+            ) from None
 
     cfg = compose_cfg([f"sweep.name={name}"])
     tracker = tracker_for(cfg.tracking, str(root))
@@ -182,7 +192,9 @@ def init(
     example: Annotated[str, typer.Option(help="temperature (runs as is) or blank (your data: fill the ??? keys)")] = (
         "temperature"
     ),
-    force: Annotated[bool, typer.Option(help="write into a non-empty directory")] = False,
+    force: Annotated[
+        bool, typer.Option(help="write into a non-empty directory, replacing its files of the same names")
+    ] = False,
 ) -> None:
     """Create a flowork project: conf/, user_code/, data/, Makefile, .gitignore and a README with the next steps."""
     from flowork.scaffold import init as scaffold
@@ -191,6 +203,8 @@ def init(
         steps = scaffold(directory, example, force)
     except FloworkError as e:
         fail(e)
+    except OSError as e:  # a file in the way, no permission, a read-only filesystem
+        fail(FloworkError(f"cannot create the project in {directory}: {e.strerror or e}", fix="choose another DIR"))
     typer.echo(f"created {directory} ({example}). Next:\n  cd {directory}\n  " + "\n  ".join(steps))
 
 

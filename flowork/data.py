@@ -202,7 +202,14 @@ def load(data_cfg: Any, root: str) -> pd.DataFrame:
     if stamp is not None and key in LOADED:
         df = LOADED[key].copy()
     else:
-        df = set_time_index(read_frame(uri, fmt, options), data_cfg.time_column, data_cfg.freq)
+        frame = read_frame(uri, fmt, options)
+        if len(frame) == 0:
+            raise FloworkError(
+                f"the data has no rows (columns {list(map(str, frame.columns))})",
+                where=f"{WHERE}, key `data.uri`",
+                fix="point data.uri at a file with observations below its header",
+            )
+        df = set_time_index(frame, data_cfg.time_column, data_cfg.freq)
         if stamp is not None:
             LOADED.clear()  # one dataset per process is the common case; never grow without bound
             LOADED[key] = df.copy()

@@ -54,6 +54,12 @@ def to_distribution(override: Any, where: str) -> Distribution:
         return CategoricalDistribution([v for v in override.sweep_iterator()])
     if isinstance(value, RangeSweep):
         start, stop, step = (getattr(value, a) for a in ("start", "stop", "step"))
+        if step is None or step <= 0 or start >= stop:
+            raise FloworkError(
+                f"empty range for `{override.key_or_group}`: range({start}, {stop}, {step}) has no values",
+                where=where,
+                fix="write range(start, stop, step) with start < stop and step > 0 (stop is excluded)",
+            )
         if all(isinstance(v, int) for v in (start, stop, step)):
             last = start + ((stop - start - 1) // step) * step
             return IntDistribution(int(start), int(last), step=int(step))

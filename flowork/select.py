@@ -174,6 +174,22 @@ def refit_job(cfg: DictConfig, output_dir: str) -> Iterator[None]:
         hydra.cfg = before
 
 
+def check_model_name(name: str) -> None:
+    """The registered model's name, checked before a sweep spends its budget (MLflow checks it only when the
+    champion is registered, at the very end)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name  # MLflow's own rule, whatever its version says
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as e:
+        raise FloworkError(
+            f"tracking.model_name {name!r} cannot be registered: {e.message}",
+            where="conf/config.yaml, key `tracking.model_name`",
+            fix="use a name without '/' or ':', e.g. temperature-forecaster",
+        ) from None
+
+
 def register(tracker: Any, model_uri: str | None, name: str, run_id: str | None, tags: dict[str, str]) -> str:
     import mlflow
 

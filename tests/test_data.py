@@ -74,6 +74,8 @@ def broken(weather: pd.DataFrame, how: str) -> pd.DataFrame:
         df.loc[3, "date"] = "yesterday"
     elif how == "gap":
         df = df.drop(index=7)
+    elif how == "header only":
+        df = df.head(0)
     return df
 
 
@@ -84,6 +86,7 @@ def broken(weather: pd.DataFrame, how: str) -> pd.DataFrame:
         ("unsorted", "not sorted"),
         ("unparsable", "not timestamps"),
         ("gap", "not a regular 'D' grid: row 7"),
+        ("header only", "the data has no rows"),
     ],
 )
 def test_time_axis_errors(tmp_path, weather, how, message):

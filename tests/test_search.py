@@ -37,6 +37,10 @@ def test_grammar_to_distribution(expression, expected):
         ("interval(5, 1)", "empty interval"),
         ("tag(log, interval(0, 1))", "must start above 0"),
         ("interval(1,", "cannot parse"),
+        ("range(1, 10, 0)", "empty range"),
+        ("range(10, 1)", "empty range"),
+        ("range(1, 10, -1)", "empty range"),
+        ("range(0.5, 0.1, 0.1)", "empty range"),
     ],
 )
 def test_grammar_errors(expression, message):

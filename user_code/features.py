@@ -10,12 +10,22 @@ import numpy as np
 import pandas as pd
 
 
-def _calendar(index: pd.DatetimeIndex, horizon: int, freq: str, harmonics: int = 1) -> dict[str, np.ndarray]:
+def _forecast_time(index: pd.DatetimeIndex, horizon: int, freq: str | None) -> pd.DatetimeIndex:
+    """The time `horizon` steps after each row. With `data.freq: null` the step is the one pandas infers from the
+    rows; on an irregular series, where there is none, each row's own time stands in for it."""
+    if freq is None:
+        freq = pd.infer_freq(index) if len(index) >= 3 else None
+        if freq is None:
+            return index
+    # = index.shift(horizon, freq), which regenerates a date range when the index has that freq
+    return index + horizon * pd.tseries.frequencies.to_offset(freq)
+
+
+def _calendar(index: pd.DatetimeIndex, horizon: int, freq: str | None, harmonics: int = 1) -> dict[str, np.ndarray]:
     """Day-of-year of the forecast time as `harmonics` sin/cos pairs (a Fourier series of the yearly cycle): known in
     advance, so not a leak. The second harmonic lets a linear model fit the asymmetric seasons (a long dry summer,
     a short spring) that one sine cannot."""
-    # index + horizon steps; = index.shift(horizon, freq), which regenerates a date range when the index has that freq
-    forecast_time = index + horizon * pd.tseries.frequencies.to_offset(freq)
+    forecast_time = _forecast_time(index, horizon, freq)
     angle = 2 * np.pi * forecast_time.dayofyear.to_numpy() / 365.25
     cols = {}
     for k in range(1, int(harmonics) + 1):
@@ -33,7 +43,7 @@ def tabular(
     df: pd.DataFrame,
     target: str,
     horizon: int = 1,
-    freq: str = "D",
+    freq: str | None = "D",
     lags: int = 30,
     exog: tuple[str, ...] | list[str] = (),
     exog_lags: int = 3,
@@ -79,7 +89,7 @@ def prophet_frame(
     df: pd.DataFrame,
     target: str,
     horizon: int = 1,
-    freq: str = "D",
+    freq: str | None = "D",
     regressors: tuple[str, ...] | list[str] = (),
     regressor_lags: int = 2,
 ) -> pd.DataFrame:
@@ -88,7 +98,7 @@ def prophet_frame(
     Prophet models y(ds) as trend + seasonality + regressor effects; lagged observations as regressors let it use
     the latest weather, which is what makes it competitive for a one-day-ahead forecast.
     """
-    cols: dict[str, pd.Series] = {"ds": pd.Series(df.index.shift(horizon, freq=freq), index=df.index)}
+    cols: dict[str, pd.Series] = {"ds": pd.Series(_forecast_time(df.index, horizon, freq), index=df.index)}
     for c in [target, *regressors]:
         for k in range(regressor_lags):
             cols[f"{c}_lag{k}"] = _lag(df[c], k)
