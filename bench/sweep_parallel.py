@@ -123,7 +123,7 @@ def longer(trials: list, short: dict) -> dict:
         fw = flowork_sweep(trials, 2, Path(d), "longer")[0]
         pw = plain_script(trials, 2)[0]
     n0, n1 = short["trials"], len(trials)
-    f_per, p_per = (fw - short["2"]["flowork_wall"]) / (n1 - n0), (pw - short["2"]["pool_wall"]) / (n1 - n0)
+    f_per, p_per = (fw - short[2]["flowork_wall"]) / (n1 - n0), (pw - short[2]["pool_wall"]) / (n1 - n0)
     return {
         "trials": n1,
         "flowork_wall": fw,
