@@ -63,7 +63,15 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
     root = Path.cwd()
     sys.path.insert(0, str(root))
     name = name or latest_sweep(root / "multirun")
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise FloworkError(f"{name!r} is not a sweep name", fix="give the name of a directory under multirun/")
     sweep_dir = root / "multirun" / name
+    if storage is None and not (sweep_dir / "optuna.journal").exists():  # do not create an empty one
+        known = sorted(p.parent.name for p in (root / "multirun").glob("*/optuna.journal"))
+        raise FloworkError(
+            f"no sweep {name!r} under {root / 'multirun'}/",
+            fix=f"use one of {known}" if known else "run a sweep first, or give its storage with --storage URL",
+        )
     url = storage or default_storage(str(sweep_dir))
     store = open_storage(url)
     rows = study_rows(store, sweep_studies(store, name))

@@ -119,3 +119,22 @@ def test_check_catches_leaky_features_and_broken_training(project):
     assert "has no predict" in out.stdout
     assert "`no_args` cannot be called with these arguments" in out.stdout
     assert "the metric `text` returned 'low', not a number" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["select", "--sweep", "nope"], "no sweep 'nope' under"),
+        (["select", "--sweep", "../../etc"], "'../../etc' is not a sweep name"),
+        (["report", "--sweep", "nope"], "use one of ['first']"),
+        (["init", "notes.txt/project"], "cannot create the project in notes.txt/project"),
+    ],
+)
+def test_cli_misuse_is_a_clear_error(tmp_path, args, message):
+    (tmp_path / "multirun/first").mkdir(parents=True)
+    (tmp_path / "multirun/first/optuna.journal").touch()
+    (tmp_path / "notes.txt").write_text("a file, not a directory")
+    out = cli(*args, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert message in " ".join(out.stderr.split())  # the console wraps long lines
+    assert sorted(p.name for p in (tmp_path / "multirun").iterdir()) == ["first"]  # nothing created
