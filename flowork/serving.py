@@ -73,6 +73,14 @@ class Forecaster(PythonModel):
             last = X.iloc[-1:]
             if len(X) == 0 or X.index[-1] != frame.index[-1] or pd.isna(last.to_numpy()).any():
                 nan_cols = [c for c in s.columns if frame[c].tail(s.history).isna().any()]
+                if not nan_cols:  # no missing value sent: rows off the model's time grid leave gaps the features see
+                    from flowork.data import check_freq
+                    from flowork.errors import FloworkError
+
+                    try:
+                        check_freq(frame.index, s.freq)
+                    except FloworkError as e:
+                        raise BadRequest(f"{e.what}: send consecutive rows, one per {s.freq!r} step") from None
                 raise BadRequest(
                     f"cannot build features for the last row ({frame.index[-1]}): missing values (NaN) in "
                     f"{nan_cols or 'the request'} within the last {s.history} rows"
