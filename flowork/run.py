@@ -147,6 +147,12 @@ def run(
     choices = choices_of(cfg)
     cfg = validate(cfg, choices)
     root = root or project_root(cfg)
+    if cfg.threads < 1:
+        raise FloworkError(
+            f"threads must be >= 1, got {cfg.threads}",
+            where="conf/config.yaml, key `threads`",
+            fix="set threads to the number of BLAS/torch/xgboost threads each job may use (1 with parallel workers)",
+        )
     limit_threads(cfg.threads)
     instantiate.ensure_importable(root)
     where_features = f"conf/features/{choices.get('features', '<option>')}.yaml"
