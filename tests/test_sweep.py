@@ -257,7 +257,13 @@ def test_resume_after_kill_9(tmp_path, short_csv):
 def test_ctrl_c_ends_the_sweep_with_how_to_resume(tmp_path, short_csv):
     args = [*sweep_args(tmp_path, short_csv, "c"), "model=ridge", *SCRIPTED, "+model.params.sleep=0.5"]
     proc = subprocess.Popen(
-        command(*args, "search.n_trials=20"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command(*args, "search.n_trials=20"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as in a terminal: a shell starts background jobs (CI's, maybe) with SIGINT ignored, and children inherit it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "sweeps/c/ridge/1").exists():
