@@ -100,8 +100,16 @@ def set_time_index(
             where=f"{WHERE}, key `data.time_column`",
             fix=f"use one of the columns: {list(map(str, df.columns))}",
         )
+    column = df[time_column]
+    if pd.api.types.is_numeric_dtype(column) and column.notna().any():  # pandas reads numbers as ns after 1970
+        raise FloworkError(
+            f"time column {time_column!r} holds numbers ({column.dtype}, e.g. {column.dropna().iloc[0]}), not "
+            "timestamps",
+            where=f"{WHERE}, key `data.time_column`",
+            fix="write the times as dates or datetimes (e.g. 2012-01-01), or point data.time_column at one that is",
+        )
     try:
-        times = to_datetime(df[time_column])
+        times = to_datetime(column)
     except (ValueError, TypeError) as e:
         raise FloworkError(
             f"time column {time_column!r} has values that are not timestamps: {e}",

@@ -114,6 +114,12 @@ def default_artifact_location(configured: str | None, uri: str, root: str) -> st
 
 def tracker_for(tracking: Any, root: str) -> Tracker:
     """The Tracker of a config's `tracking` node (uri, experiment, artifact_location) for a project root."""
+    if not str(tracking.experiment or "").strip():
+        raise FloworkError(
+            "tracking.experiment is empty",
+            where="conf/config.yaml, key `tracking.experiment`",
+            fix="name the MLflow experiment the runs go to, e.g. tracking.experiment=temperature",
+        )
     uri = tracking_uri(tracking.uri, root)
     return get_tracker(uri, str(tracking.experiment), default_artifact_location(tracking.artifact_location, uri, root))
 

@@ -76,6 +76,8 @@ def broken(weather: pd.DataFrame, how: str) -> pd.DataFrame:
         df = df.drop(index=7)
     elif how == "header only":
         df = df.head(0)
+    elif how == "numbers":
+        df["date"] = range(2001, 2001 + len(df))
     return df
 
 
@@ -87,6 +89,7 @@ def broken(weather: pd.DataFrame, how: str) -> pd.DataFrame:
         ("unparsable", "not timestamps"),
         ("gap", "not a regular 'D' grid: row 7"),
         ("header only", "the data has no rows"),
+        ("numbers", r"holds numbers \(int64, e.g. 2001\), not timestamps"),
     ],
 )
 def test_time_axis_errors(tmp_path, weather, how, message):

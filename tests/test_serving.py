@@ -149,6 +149,7 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
         # the example's clean() carries an observation forward up to 3 rows: 4 missing in a row is too many
         "NaN": (records(changed({(len(rows) - k, "temp_max"): None for k in range(1, 5)})), "temp_max"),
         "wrong type": (records(changed({(2, "temp_min"): "cold"})), ""),
+        "numbers as times": (records(rows.assign(date=range(len(rows)))), "not a regular 'D' grid"),
         "off the time grid": (
             records(
                 rows.assign(date=pd.date_range("2013-01-01", periods=len(rows), freq="h").strftime("%Y-%m-%d %H:%M"))
