@@ -12,14 +12,12 @@ scored on the same origins whatever rows its feature script drops:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from flowork.errors import FloworkError, raised_in_user_code
+from flowork.errors import FloworkError, call_user_code, function_name
 
 
 @dataclass(frozen=True)
@@ -94,9 +92,13 @@ class FoldResult:
     seconds: float
 
 
+FIT_FIX = "check the model's params (its conf/model file, or the command line) and the training code"
+
+
 def fit_predict(train, X: pd.DataFrame, y: pd.Series, fold: Fold, where: str) -> tuple[object, pd.Series]:
     """Fit on the fold's training rows, predict its test rows; check the user's model against the contract."""
-    model = user_call("the training function", train, X[fold.train], y[fold.train], where=where)
+    what = f"the training function (`{function_name(train)}`)"
+    model = call_user_code(what, train, X[fold.train], y[fold.train], where=where, fix=FIT_FIX)
     if not callable(getattr(model, "predict", None)):
         raise FloworkError(
             f"the training function returned {type(model).__name__}, which has no predict(X) method",
@@ -104,7 +106,7 @@ def fit_predict(train, X: pd.DataFrame, y: pd.Series, fold: Fold, where: str) ->
             fix="return a fitted model whose predict(X) gives one value per row of X",
         )
     X_test = X[fold.test]
-    raw = user_call("the fitted model's predict(X)", model.predict, X_test, where=where)
+    raw = call_user_code("the fitted model's predict(X)", model.predict, X_test, where=where, fix=FIT_FIX)
     try:
         pred = np.asarray(raw, dtype=float).reshape(-1)
     except (TypeError, ValueError) as e:
@@ -128,24 +130,6 @@ def fit_predict(train, X: pd.DataFrame, y: pd.Series, fold: Fold, where: str) ->
             fix="check the model's predictions: missing values in X, a diverging fit, or a bad parameter value",
         )
     return model, pd.Series(pred, index=X_test.index, name="prediction")
-
-
-def user_call(what: str, fn: Callable[..., Any], *args: Any, where: str) -> Any:
-    """fn(*args); an error inside it names the user's line (a pruned trial's TrialPruned passes through)."""
-    try:
-        return fn(*args)
-    except FloworkError:
-        raise
-    except Exception as e:
-        if type(e).__name__ == "TrialPruned":  # optuna's, raised by the reporter: not an error
-            raise
-        name = getattr(getattr(fn, "func", fn), "__name__", "")
-        raise raised_in_user_code(
-            e,
-            f"{what} (`{name}`)" if name and name != "predict" else what,
-            where=where,
-            fix="check the model's params (its conf/model file, or the command line) and the training code",
-        ) from e
 
 
 def run_folds(

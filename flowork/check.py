@@ -136,14 +136,12 @@ def run_checks(root: Path, rows: int = 400) -> Iterator[Result]:
 
         def metric_contract(m: str = metric) -> str:
             from flowork import instantiate
-            from flowork.run import numeric
+            from flowork.run import metric_of
 
             cfg = composed(f"metric={m}")
             instantiate.ensure_importable(str(root))
-            where = f"conf/metric/{m}.yaml, key `metric._target_`"
-            fn = instantiate.locate(cfg.metric._target_, where=where)
-            instantiate.check_call(fn, 2, {}, where=where)
-            value = numeric(fn, where)(np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0]))
+            score = metric_of(cfg.metric._target_, f"conf/metric/{m}.yaml")
+            value = score(np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0]))
             return f"{cfg.metric.direction}, {value:.3g} on a sample"
 
         yield attempt(f"metric {metric}: metric(y_true, y_pred) -> number", metric_contract)

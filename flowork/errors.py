@@ -6,6 +6,9 @@ without a traceback; set FLOWORK_TRACEBACK=1 to see one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 
 class FloworkError(Exception):
     """An error the user can fix: `what` went wrong, `where` (file/key), and `fix` (what to do)."""
@@ -31,18 +34,31 @@ def config_file(key: str) -> str:
     return f"conf/config.yaml, key `{key}`"
 
 
-def raised_in_user_code(error: Exception, what: str, *, where: str, fix: str) -> FloworkError:
-    """`error`, raised inside the user's function `what`, as a FloworkError that names the user's line it came
-    from. Raise it `from error`: the whole traceback stays chained to it (printed with FLOWORK_TRACEBACK=1, and a
-    failed run's traceback.txt keeps it)."""
-    import os
-    import traceback
+def function_name(fn: Any) -> str:
+    """A callable's name, through functools.partial (which has none of its own)."""
+    return str(getattr(getattr(fn, "func", fn), "__name__", fn))
 
-    package = os.path.dirname(os.path.abspath(__file__))
-    frames = [
-        f
-        for f in traceback.extract_tb(error.__traceback__)
-        if not os.path.abspath(f.filename).startswith(package) and "site-packages" not in f.filename
-    ]
-    at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return FloworkError(f"{what} raised {type(error).__name__}: {error}{at}", where=where, fix=fix)
+
+def call_user_code(what: str, fn: Callable[..., Any], *args: Any, where: str, fix: str) -> Any:
+    """`fn(*args)`, where fn is (or runs) the user's code. An exception raised inside it becomes a FloworkError that
+    names `what` and the user's line it came from, with the whole traceback chained to it (printed with
+    FLOWORK_TRACEBACK=1, kept in a failed run's traceback.txt). A FloworkError, and Optuna's TrialPruned raised by
+    the pruning reporter (a stop signal, not an error), pass through."""
+    try:
+        return fn(*args)
+    except FloworkError:
+        raise
+    except Exception as e:
+        if type(e).__name__ == "TrialPruned":
+            raise
+        import os
+        import traceback
+
+        package = os.path.dirname(os.path.abspath(__file__))
+        frames = [
+            f
+            for f in traceback.extract_tb(e.__traceback__)
+            if not os.path.abspath(f.filename).startswith(package) and "site-packages" not in f.filename
+        ]
+        at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+        raise FloworkError(f"{what} raised {type(e).__name__}: {e}{at}", where=where, fix=fix) from e

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flowork.errors import FloworkError, raised_in_user_code
+from flowork.errors import FloworkError, call_user_code, function_name
 
 Step = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -38,17 +38,13 @@ class Pipeline:
         return X
 
     def call(self, step: str, fn: Step, df: pd.DataFrame) -> pd.DataFrame:
-        try:
-            return fn(df.copy())
-        except FloworkError:
-            raise
-        except Exception as e:
-            raise raised_in_user_code(
-                e,
-                f"features.{step} (`{getattr(getattr(fn, 'func', fn), '__name__', fn)}`)",
-                where=f"{self.where}, key `features.{step}`",
-                fix=f"fix the {step} function, or the values in the data it got (types, missing values)",
-            ) from e
+        return call_user_code(
+            f"features.{step} (`{function_name(fn)}`)",
+            fn,
+            df.copy(),
+            where=f"{self.where}, key `features.{step}`",
+            fix=f"fix the {step} function, or the values in the data it got (types, missing values)",
+        )
 
     def __call__(self, raw: pd.DataFrame) -> pd.DataFrame:
         return self.features(self.cleaned(raw))

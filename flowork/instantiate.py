@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from flowork.errors import FloworkError
+from flowork.errors import FloworkError, function_name
 
 
 def ensure_importable(root: str) -> None:
@@ -65,7 +65,7 @@ def bind(node: Any, *, where: str, call_args: int = 1) -> Callable[..., Any]:
 
 def check_call(fn: Callable[..., Any], n_args: int, kwargs: dict[str, Any], *, where: str) -> None:
     """Fail with the accepted parameters when `fn(*n_args positional, **kwargs)` cannot bind."""
-    name = getattr(getattr(fn, "func", fn), "__name__", str(fn))  # functools.partial has no __name__
+    name = function_name(fn)
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins without a signature: let the call itself decide

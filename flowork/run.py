@@ -5,6 +5,7 @@ Pure with respect to Hydra: tests call `run(cfg)` with a composed config; `__mai
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -19,7 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from flowork import backtest, data, instantiate
-from flowork.errors import FloworkError
+from flowork.errors import FloworkError, function_name
 from flowork.features import Pipeline, leakage_check, make_target
 
 
@@ -108,8 +109,12 @@ def project_root(cfg: DictConfig) -> str:
         return os.getcwd()
 
 
-def numeric(metric: Callable[..., Any], where: str) -> Callable[[Any, Any], float]:
-    """The metric, checked to return a number on every call."""
+def metric_of(target: str, where: str) -> Callable[[Any, Any], float]:
+    """The metric `metric(y_true, y_pred) -> float` of `metric._target_`: its signature checked now, its value on
+    every call."""
+    where = f"{where}, key `metric._target_`"
+    metric = instantiate.locate(target, where=where)
+    instantiate.check_call(metric, 2, {}, where=where)
 
     def score(y_true: Any, y_pred: Any) -> float:
         value = metric(y_true, y_pred)
@@ -117,7 +122,7 @@ def numeric(metric: Callable[..., Any], where: str) -> Callable[[Any, Any], floa
             return float(value)
         except (TypeError, ValueError):
             raise FloworkError(
-                f"the metric `{getattr(metric, '__name__', metric)}` returned {value!r}, not a number",
+                f"the metric `{function_name(metric)}` returned {value!r}, not a number",
                 where=where,
                 fix="return one float from metric(y_true, y_pred)",
             ) from None
@@ -163,10 +168,7 @@ def run(
     params: dict[str, Any] = OmegaConf.to_container(cfg.model.params, resolve=True)  # type: ignore[assignment]
     train_fn = instantiate.bind(cfg.model.train, where=where_model, call_args=2)
     instantiate.check_call(train_fn, 2, params, where=where_model)
-    where_metric = f"conf/metric/{choices.get('metric', '<option>')}.yaml, key `metric._target_`"
-    metric = instantiate.locate(cfg.metric._target_, where=where_metric)
-    instantiate.check_call(metric, 2, {}, where=where_metric)
-    metric = numeric(metric, where_metric)
+    metric = metric_of(cfg.metric._target_, f"conf/metric/{choices.get('metric', '<option>')}.yaml")
 
     reporter = None
     if "reporter" in inspect.signature(train_fn).parameters:
@@ -174,10 +176,7 @@ def run(
         reporter = Reporter(trial_ctx.reporter if trial_ctx else None)
         params = {**params, "reporter": reporter}
 
-    def train(X: pd.DataFrame, y: pd.Series) -> Any:
-        return train_fn(X, y, **params)
-
-    train.__name__ = getattr(getattr(train_fn, "func", train_fn), "__name__", "train")  # errors name the user's
+    train = functools.partial(train_fn, **params)  # train(X, y); still names the user's function (errors)
 
     from flowork.tracking import flatten, git_state, redact, tracker_for
 

@@ -10,6 +10,7 @@ import time
 import optuna
 import pytest
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from flowork.studies import KILLED, open_storage
@@ -89,7 +90,7 @@ def test_each_trial_sees_its_own_hydra_config_as_one_worker_switches_studies(tmp
         seen = sorted((tmp_path / "sweeps/s" / model).glob("*/seen_model.txt"))
         assert [p.parent.name for p in seen] == ["0", "1", "2"]
         assert {p.read_text() for p in seen} == {model}
-    champion = (tmp_path / "sweeps/s/best.yaml").read_text().split("model: ", 1)[1].split("\n", 1)[0]
+    champion = OmegaConf.load(tmp_path / "sweeps/s/best.yaml").model
     assert (tmp_path / "sweeps/s/champion/seen_model.txt").read_text() == champion  # the refit is a job too
 
 
