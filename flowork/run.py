@@ -203,7 +203,7 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     t0 = time.perf_counter()
     raw = data.load(cfg.data, root)
     data_key = int(pd.util.hash_pandas_object(raw).sum())  # identifies the data for the per-process caches
-    log_dataset(tracker, run_id, raw, cfg, data_key)
+    tracker.log_dataset(run_id, raw, str(cfg.data.uri), str(cfg.data.target.column), data_key)
     clean = pipeline.cleaned(raw)
     X = pipeline.features(clean)
     if cfg.features.leakage_check:
@@ -270,29 +270,6 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> s
 
 
 CHECKED: set[tuple[int, str]] = set()  # (data hash, features config) that passed the leakage check
-DATASETS: dict[tuple[int, str, str], Any] = {}  # mlflow dataset entities: the digest costs ~50 ms to compute
-
-
-def log_dataset(tracker, run_id: str, raw: pd.DataFrame, cfg: DictConfig, data_key: int) -> None:
-    """Data digest and source through mlflow.data, so runs on different data never look comparable."""
-    import warnings
-
-    from mlflow.entities import DatasetInput, InputTag
-
-    key = (data_key, str(cfg.data.uri), str(cfg.data.target.column))
-    if key not in DATASETS:
-        import mlflow.data.pandas_dataset
-
-        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": any is fine for a digest
-            warnings.simplefilter("ignore")
-            ds = mlflow.data.pandas_dataset.from_pandas(
-                raw.reset_index(), source=str(cfg.data.uri), targets=cfg.data.target.column
-            )
-        DATASETS[key] = (ds._to_mlflow_entity(), ds.digest)
-    entity, digest = DATASETS[key]
-    inputs = [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])]
-    tracker.log_inputs(run_id, inputs)
-    tracker.log(run_id, tags={"flowork.data_digest": digest})
 
 
 def to_yaml(container: dict[str, Any]) -> str:

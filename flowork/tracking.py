@@ -114,6 +114,11 @@ def default_artifact_location(configured: str | None, uri: str, root: str) -> st
 
 def tracker_for(tracking: Any, root: str) -> Tracker:
     """The Tracker of a config's `tracking` node (uri, experiment, artifact_location) for a project root."""
+    return get_tracker(*tracker_key(tracking, root))
+
+
+def tracker_key(tracking: Any, root: str) -> tuple[str, str, str | None]:
+    """(store URI, experiment, artifact location) of a config's `tracking` node, checked."""
     if not str(tracking.experiment or "").strip():
         raise FloworkError(
             "tracking.experiment is empty",
@@ -121,7 +126,7 @@ def tracker_for(tracking: Any, root: str) -> Tracker:
             fix="name the MLflow experiment the runs go to, e.g. tracking.experiment=temperature",
         )
     uri = tracking_uri(tracking.uri, root)
-    return get_tracker(uri, str(tracking.experiment), default_artifact_location(tracking.artifact_location, uri, root))
+    return uri, str(tracking.experiment), default_artifact_location(tracking.artifact_location, uri, root)
 
 
 def get_tracker(uri: str, experiment: str, artifact_location: str | None = None) -> Tracker:
@@ -250,6 +255,7 @@ class Tracker:
         self.uri = uri
         self.artifact_repos: dict[str, Any] = {}  # run id -> its artifact repository, while the run is open
         self.pending_tags: dict[str, dict[str, str]] = {}  # run id -> tags waiting for its next write (see log)
+        self.datasets: dict[Any, tuple[Any, str]] = {}  # data key -> (mlflow dataset entity, digest)
         fast_sqlite(uri)
         try:
             with store_lock(uri):  # the client creates (migrates) a fresh sqlite store
@@ -370,6 +376,56 @@ class Tracker:
             for d in datasets
         ]
         retrying(self.client.log_inputs, run_id, datasets=clean)
+
+    def log_dataset(self, run_id: str, raw: Any, source: str, target: str, key: Any) -> None:
+        """The data's digest and source through `mlflow.data`, so runs on different data never look comparable.
+        `key` identifies the data: the digest costs ~50 ms to compute, once per key and process."""
+        import warnings
+
+        from mlflow.entities import DatasetInput, InputTag
+
+        key = (key, source, target)
+        if key not in self.datasets:
+            import mlflow.data.pandas_dataset
+
+            with warnings.catch_warnings():  # "source can be interpreted in multiple ways": any is fine for a digest
+                warnings.simplefilter("ignore")
+                ds = mlflow.data.pandas_dataset.from_pandas(raw.reset_index(), source=source, targets=target)
+            self.datasets[key] = (ds._to_mlflow_entity(), ds.digest)
+        entity, digest = self.datasets[key]
+        self.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
+        self.log(run_id, tags={"flowork.data_digest": digest})
+
+    def find_or_start(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
+        """The run with these tags (a resumed sweep reuses its runs, RUNNING again), else a new one."""
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        found = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            retrying(self.client.update_run, run_id, status="RUNNING")
+            return str(run_id)
+        return self.start(name, tags, parent_run_id)
+
+    def kill_running_children(self, parent_run_id: str) -> None:
+        """End as KILLED the child runs a stopped sweep left RUNNING."""
+        query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+        for r in self.client.search_runs([self.experiment_id], filter_string=query):
+            self.end(r.info.run_id, "KILLED")
+
+    def find_trial_run(self, parent_run_id: str, number: int) -> str | None:
+        query = f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`flowork.trial` = '{number}'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
+        return str(runs[0].info.run_id) if runs else None
+
+    def resolve(self, run_id: str) -> str:
+        """The MLflow id of a run this Tracker returned (the same here; see tracking_service.QueuedTracker)."""
+        return run_id
+
+    def check(self) -> None:
+        """Raise an error of earlier writes (they raised at once here: see tracking_service.QueuedTracker)."""
+
+    def close(self) -> None:
+        """Every write done (nothing to wait for here; see tracking_service.QueuedTracker)."""
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         if run_id in self.pending_tags:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from . import _joblib, _ray
 from ._worker import StudyPlan, SweepPlan, TrialWorker
 
 log = logging.getLogger("flowork.sweep")
+BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 class FloworkSweeperImpl:
@@ -54,14 +56,9 @@ class FloworkSweeperImpl:
             sys.exit(130)
 
     def _sweep(self, arguments: list[str]) -> Any:
-        from hydra.core.plugins import Plugins
+        from flowork.select import check_model_name
+        from flowork.tracking import Tracker, tracker_for
 
-        from flowork.select import champion, check_model_name, leaderboard, write_leaderboard
-        from flowork.studies import close_orphans, default_storage, open_storage
-        from flowork.tracking import tracker_for
-
-        if self.config.sweep.select:
-            check_model_name(str(self.config.tracking.model_name))
         # a Ray cluster is reached (or not) before any study or run exists; its CPUs size the workers
         slots = _ray.connect(self.config) if _ray.uses_ray(self.config) else None
         name = self.name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
@@ -69,7 +66,36 @@ class FloworkSweeperImpl:
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         root = os.getcwd()
         warming = _joblib.warm_workers(self.config, root)  # the launcher's workers start while this process plans
-        tracker = tracker_for(self.config.tracking, root)
+        model_name = str(self.config.tracking.model_name) if self.config.sweep.select else None
+        tracker: Tracker | None = None
+        try:
+            if self.trials_in_this_process(slots):  # tracked by a process of its own (tracking_service.py)
+                from flowork.tracking_service import queued_tracker
+
+                tracker = queued_tracker(self.config.tracking, root, model_name)
+            else:
+                if model_name is not None:
+                    check_model_name(model_name)
+                tracker = tracker_for(self.config.tracking, root)
+            board = self._run_sweep(arguments, name, sweep_dir, root, warming, slots, tracker)
+        except BaseException:
+            if warming is not None and warming.is_alive():  # a worker half-started by then prints a traceback
+                warming.join()
+                _joblib.release_workers()
+            if tracker is not None:
+                with contextlib.suppress(FloworkError):  # the error on its way out says more
+                    tracker.close()
+            raise
+        tracker.close()  # a queued tracker: returns once every write is applied
+        return board
+
+    def _run_sweep(self, arguments, name, sweep_dir, root, warming, slots, tracker) -> Any:
+        from hydra.core.plugins import Plugins
+
+        from flowork.select import champion, leaderboard, write_leaderboard
+        from flowork.studies import close_orphans, default_storage, open_storage
+        from flowork.tracking import tracker_for
+
         uri = tracker.uri
         # absolute: a worker may start in another directory (a Ray node starts where `ray start` ran)
         storage_url = self.config.sweep.storage or default_storage(os.path.abspath(sweep_dir))
@@ -80,7 +106,7 @@ class FloworkSweeperImpl:
             for t in close_orphans(study, "closed when the sweep resumed", killed=True):
                 if rid := t.user_attrs.get("run_id"):
                     tracker.end(rid, "KILLED")
-            kill_running_children(tracker, s.run_id)
+            tracker.kill_running_children(s.run_id)
 
         workers = self.worker_count(plan, slots)
         extra = _ray.worker_overrides(self.config, sweep_dir) if slots else []
@@ -131,6 +157,10 @@ class FloworkSweeperImpl:
                 where=f"{sweep_dir}/ (each trial's log) and the FAILED runs in MLflow (traceback.txt)",
                 fix="fix the error in the trials' tracebacks, then re-run the same command to resume",
             )
+        if self.config.sweep.select or self.config.charts.trials != "none":  # these read MLflow: from this process
+            sweep_run = tracker.resolve(sweep_run)
+            tracker.close()
+            tracker = tracker_for(self.config.tracking, root)
         summary = None
         if self.config.sweep.select:
             summary = champion(
@@ -223,10 +253,10 @@ class FloworkSweeperImpl:
                 f"swept key(s) {unused} exist in none of the models' configs",
                 fix="check the key names with `python -m flowork model=NAME --cfg job`",
             )
-        sweep_run = find_or_start_run(tracker, name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
+        sweep_run = tracker.find_or_start(name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
         for s in studies:
             tags = {"flowork.sweep": name, "flowork.study": s.name, "flowork.role": "study"}
-            s.run_id = find_or_start_run(tracker, s.model, tags, sweep_run)
+            s.run_id = tracker.find_or_start(s.model, tags, sweep_run)
         sweep_plan = SweepPlan(
             sweep=name,
             storage=storage_url,
@@ -270,12 +300,22 @@ class FloworkSweeperImpl:
     def available_models(self) -> list[str]:
         return [p.stem for p in Path(os.getcwd(), "conf", "model").glob("*.yaml")]
 
-    def worker_count(self, plan: SweepPlan, slots: int | None = None) -> int:
+    def trials_in_this_process(self, slots: int | None) -> bool:
+        """Whether the launcher runs the workers in this very process: Hydra's basic launcher always does (one
+        after the other), joblib's with a single job."""
+        launcher = OmegaConf.select(self.config, "hydra.launcher._target_")
+        return launcher == BASIC or (launcher == _joblib.JOBLIB and self.configured_workers(slots) == 1)
+
+    def configured_workers(self, slots: int | None) -> int:
         """sweep.workers, else the launcher's: Ray's worker slots (cluster CPUs), joblib's n_jobs, 1 for basic."""
         workers = self.config.sweep.workers or slots
         if workers is None:
             n_jobs = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
             workers = (os.cpu_count() or 1) if n_jobs == -1 else (n_jobs or 1)
+        return int(workers)
+
+    def worker_count(self, plan: SweepPlan, slots: int | None = None) -> int:
+        workers = self.configured_workers(slots)
         total = sum(s.n_trials for s in plan.studies)
         return max(1, min(int(workers), total))
 
@@ -294,7 +334,7 @@ class FloworkSweeperImpl:
         for s in plan.studies:
             for t in close_orphans(load_study(storage, s.name), "its worker process died", killed=False):
                 any_closed = True
-                if rid := t.user_attrs.get("run_id") or find_trial_run(tracker, s.run_id, t.number):
+                if rid := t.user_attrs.get("run_id") or tracker.find_trial_run(s.run_id, t.number):
                     tracker.log_text(
                         rid, "the process running this trial died (killed, out of memory or crashed)", "traceback.txt"
                     )
@@ -355,30 +395,3 @@ def same_setup(study: Any, setup: dict[str, str], sweep: str) -> None:
             f"with ({shown}{'; ...' if len(changed) > 8 else ''}): its trials would no longer be comparable",
             fix=f"restore those settings to resume sweep {sweep!r}, or start a new sweep with another sweep.name",
         )
-
-
-def find_or_start_run(tracker: Any, run_name: str, tags: dict[str, str], parent: str | None) -> str:
-    """The run with these tags (a resumed sweep reuses its runs), else a new one."""
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    found = tracker.client.search_runs([tracker.experiment_id], filter_string=query, max_results=1)
-    if found:
-        run_id = found[0].info.run_id
-        tracker.client.update_run(run_id, status="RUNNING")
-        return str(run_id)
-    return tracker.start(run_name, tags, parent)
-
-
-def kill_running_children(tracker: Any, parent: str) -> None:
-    for r in tracker.client.search_runs(
-        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
-    ):
-        tracker.end(r.info.run_id, "KILLED")
-
-
-def find_trial_run(tracker: Any, parent: str, number: int) -> str | None:
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent}' and tags.`flowork.trial` = '{number}'",
-        max_results=1,
-    )
-    return str(runs[0].info.run_id) if runs else None

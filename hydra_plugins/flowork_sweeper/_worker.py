@@ -55,6 +55,7 @@ class SweepPlan:
     charts: str = "best"  # "all": every trial's performance charts, drawn by the worker after the trial
     charts_dir: str = ""
     unit: str = ""
+    sweep_pid: int = field(default_factory=os.getpid)  # the sweep's own process
 
     def tracker(self) -> Any:
         """The Tracker the trials' run() uses in this process (same store, experiment and artifact location)."""
@@ -109,10 +110,12 @@ class TrialWorker:
         from ._project import enter_project
 
         worker = int(HydraConfig.get().job.num)  # the task config has no `hydra` node
-        # a Ray worker starts elsewhere (another directory, maybe another machine): into the project first
-        entered = enter_project(self.hydra_context, self.config, self.plan)
-        self.relocated = entered[1] is not self.config  # composed elsewhere: the plan's configs name other paths
-        self.hydra_context, self.config = entered
+        # a Ray worker starts elsewhere (another directory, maybe another machine): into the project first; the
+        # sweep's own process (basic launcher, one joblib job) is there, its tracking process still creating the store
+        if os.getpid() != self.plan.sweep_pid:
+            entered = enter_project(self.hydra_context, self.config, self.plan)
+            self.relocated = entered[1] is not self.config  # composed elsewhere: the plan's configs name other paths
+            self.hydra_context, self.config = entered
         storage = open_storage(self.plan.storage)
         studies = {}
         for k, s in enumerate(self.plan.studies):
@@ -130,8 +133,13 @@ class TrialWorker:
         counts = {"complete": 0, "failed": 0, "pruned": 0}
         rng = random.Random(worker)
         own = HydraConfig.instance().cfg  # the worker job's own, restored once its trials are done
+        tracker = self.plan.tracker()
         try:
-            while (plan := self.next_study(studies, rng)) is not None:
+            while True:
+                tracker.check()  # an error of the tracking process stops the sweep between trials
+                plan = self.next_study(studies, rng)
+                if plan is None:
+                    break
                 outcome = self.run_trial(plan, studies[plan.name])
                 if outcome:
                     counts[outcome] += 1
@@ -282,11 +290,12 @@ class TrialWorker:
         return job
 
     def tell(self, study: Any, trial: Any, ret: Any, context: Any) -> str:
+        """Tell Optuna the trial's outcome ("complete", "failed" or "pruned")."""
         import optuna
         from optuna.trial import TrialState
 
         if context.run_id:
-            trial.set_user_attr("run_id", context.run_id)
+            trial.set_user_attr("run_id", self.plan.tracker().resolve(context.run_id))
         if ret.status == JobStatus.COMPLETED:
             value = ret.return_value
             if isinstance(value, int | float) and math.isfinite(value):
@@ -306,7 +315,7 @@ class TrialWorker:
         trial.set_user_attr("error", str(error)[:2000])
         if context.run_id is None:  # failed before its MLflow run existed: record it anyway
             record_failed_run(self.plan, context, error)
-            trial.set_user_attr("run_id", context.run_id)
+            trial.set_user_attr("run_id", self.plan.tracker().resolve(context.run_id))
         study.tell(trial, state=TrialState.FAIL)
         log.warning("trial %s of %s failed: %s", trial.number, study.study_name, str(error).splitlines()[0])
         return "failed"
@@ -318,7 +327,7 @@ class TrialWorker:
         model = study.study_name.split("/", 1)[-1]
         run_charts(
             tracker,
-            run_id,
+            tracker.resolve(run_id),
             Path(self.plan.charts_dir, f"{model}_{trial.number}"),
             f"{model} trial {trial.number}",
             self.plan.unit,

@@ -1,0 +1,266 @@
+"""A sweep's MLflow writes, applied by a tracking process of their own while the trials run.
+
+Why: a sequential sweep runs its trials in the sweep's own process, one after the other. Tracking them there put
+MLflow's import and store opening (~2-3 s here) and every trial's writes on the trials' critical path, while the
+second core sat idle; on a tracking server each write is also a network round trip (~100 ms a trial here). A thread
+does not help: the writes hold the GIL (~0.3 s of 25 s gained). So the sweep's process sends each write down a pipe
+and goes on, and a child process imports MLflow and applies the writes, in order, with the same `Tracker` every
+other path uses (wandb and Neptune log through a process of their own for the same reasons).
+
+- Runs are named by handles until the tracking process has created them: `start` returns a handle at once, the
+  writes that follow name the run by it.
+- A trial is told to Optuna once its run is complete: `resolve` waits until every write sent so far is applied and
+  gives the run's MLflow id (the trial's `run_id`). A store that fails stops the sweep between trials with the
+  same FloworkError the in-process Tracker raises, and leaves no complete trial without its complete run.
+- Nothing sent is lost: the tracking process applies every write it received, also when the sweep's process dies
+  (its pipe then closes) or is interrupted (it has its own session, and applies the KILLED ends the sweep sends).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from flowork.errors import FloworkError
+from flowork.tracking import _TRACKERS, Tracker, tracker_key
+
+HANDLE = "queued-run:"  # prefix of a run's name until the tracking process reports its MLflow id
+CREATES = {"start", "find_or_start"}  # the calls that create (or reopen) a run: their first argument is its handle
+
+
+def queued_tracker(tracking: Any, root: str, model_name: str | None = None) -> QueuedTracker:
+    """A QueuedTracker for a config's `tracking` node, also what `tracker_for` returns in this process until it is
+    closed (a trial's run() finds it there). `model_name`: checked by the tracking process (MLflow's rule)."""
+    key = tracker_key(tracking, root)
+    tracker = _TRACKERS[key] = QueuedTracker(key, root, model_name)
+    return tracker
+
+
+class QueuedTracker(Tracker):
+    """A Tracker whose writes a tracking process applies (see the module's doc); reads wait for the writes."""
+
+    def __init__(self, key: tuple[str, str, str | None], root: str, model_name: str | None = None) -> None:
+        import subprocess
+        from multiprocessing.connection import Connection
+
+        self.key = key
+        self.uri = key[0]
+        self.ids: dict[str, str] = {}  # handle -> MLflow run id, as the tracking process reports them
+        self.answers: dict[int, Any] = {}  # request number -> its answer
+        self.errors: list[FloworkError] = []
+        self.raised = False  # the first error was raised once: close() does not raise it again
+        self.sent_data: set[Any] = set()  # datasets the tracking process has (a frame is sent once)
+        self.numbers = itertools.count()
+        self.changed = threading.Condition()
+        self.local: Tracker | None = None  # this process's own Tracker, for reads (`client`)
+        requests_in, requests_out = os.pipe()
+        replies_in, replies_out = os.pipe()
+        package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # flowork's, for the child
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_dir, os.environ.get("PYTHONPATH")) if p)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowork.tracking_service", str(requests_in), str(replies_out)],
+            pass_fds=(requests_in, replies_out),
+            cwd=root,
+            env=env,
+            start_new_session=True,  # not stopped with the sweep's process group: it applies what it was sent
+        )
+        os.close(requests_in)
+        os.close(replies_out)
+        self.requests = Connection(requests_out, readable=False)
+        self.replies = Connection(replies_in, writable=False)
+        self.alive = True  # until its replies end
+        self.closed = False  # close() was called
+        threading.Thread(target=self._read_replies, name="flowork-tracking-replies", daemon=True).start()
+        self._send("open", key, model_name)
+
+    # -- the Tracker's writes: sent, not waited for
+    def start(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
+        return self._create("start", name, tags, parent_run_id)
+
+    def find_or_start(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
+        return self._create("find_or_start", name, tags, parent_run_id)
+
+    def log(
+        self,
+        run_id: str,
+        params: Mapping[str, str] = {},
+        metrics: Mapping[str, float] = {},
+        tags: Mapping[str, str] = {},
+    ) -> None:
+        self._send("log", run_id, dict(params), dict(metrics), dict(tags))
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self._send("log_text", run_id, text, path)
+
+    def log_dataset(self, run_id: str, raw: Any, source: str, target: str, key: Any) -> None:
+        known = (key, source, target) in self.sent_data
+        self.sent_data.add((key, source, target))
+        self._send("log_dataset", run_id, None if known else raw, source, target, key)
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self._send("end", run_id, status)
+
+    def kill_running_children(self, parent_run_id: str) -> None:
+        self._send("kill_running_children", parent_run_id)
+
+    # -- reads: answered once every earlier write is applied
+    def find_trial_run(self, parent_run_id: str, number: int) -> str | None:
+        return self._call("find_trial_run", parent_run_id, number)
+
+    @property
+    def client(self) -> Any:  # type: ignore[override]
+        """MLflow's client in this process (imports MLflow here), once the writes sent so far are applied."""
+        self._call("sync")
+        self.check()
+        if self.local is None:
+            self.local = Tracker(*self.key)
+        return self.local.client
+
+    def resolve(self, run_id: str) -> str:
+        """The MLflow id of a run, once every write sent so far (its end included) is applied: a sweep tells Optuna
+        a trial is complete only once the trial's run is, so a store that fails leaves no complete trial without
+        its run (the trial is run again when the sweep resumes)."""
+        if not self.closed:
+            self._call("sync")
+        if self.errors or (run_id.startswith(HANDLE) and run_id not in self.ids):
+            raise self._failure()
+        return self.ids.get(run_id, run_id)
+
+    def check(self) -> None:
+        """Raise the tracking process's first error, once."""
+        if self.errors and not self.raised:
+            self.raised = True
+            raise self.errors[0]
+
+    def close(self) -> None:
+        """Wait until every write is applied and the tracking process has exited; raise its first error, if any
+        was not raised yet."""
+        self.closed = True
+        if self.alive:
+            with contextlib.suppress(FloworkError):  # it ended anyway; its first error, if any, is raised below
+                self._call("close")
+        self.requests.close()
+        self.process.wait()
+        if _TRACKERS.get(self.key) is self:
+            del _TRACKERS[self.key]
+        self.check()
+
+    # -- the pipe
+    def _create(self, method: str, name: str, tags: dict[str, str], parent_run_id: str | None) -> str:
+        handle = f"{HANDLE}{next(self.numbers)}"
+        self._send(method, handle, name, dict(tags), parent_run_id)
+        return handle
+
+    def _send(self, method: str, *args: Any, number: int | None = None) -> None:
+        try:
+            self.requests.send((number, method, args))
+        except OSError:  # BrokenPipeError: the tracking process is gone
+            raise self._failure() from None
+
+    def _call(self, method: str, *args: Any) -> Any:
+        number = next(self.numbers)
+        self._send(method, *args, number=number)
+        with self.changed:
+            self.changed.wait_for(lambda: number in self.answers or not self.alive)
+        if number not in self.answers:
+            raise self._failure()
+        answer = self.answers.pop(number)
+        if isinstance(answer, FloworkError):
+            self.raised = True
+            raise answer
+        return answer
+
+    def _read_replies(self) -> None:
+        while True:
+            try:
+                kind, key, value = self.replies.recv()
+            except (EOFError, OSError):
+                break
+            with self.changed:
+                if kind == "id":
+                    self.ids[key] = value
+                elif kind == "error":
+                    error = FloworkError(value["what"], where=value["where"], fix=value["fix"])
+                    self.errors.append(error)
+                    if key is not None:
+                        self.answers[key] = error
+                else:
+                    self.answers[key] = value
+                self.changed.notify_all()
+        with self.changed:
+            self.alive = False
+            self.changed.notify_all()
+
+    def _failure(self) -> FloworkError:
+        """The tracking process's first error, or that it ended."""
+        self.raised = True
+        if self.errors:
+            return self.errors[0]
+        return FloworkError(
+            f"flowork's tracking process ended unexpectedly (exit code {self.process.poll()}); the writes it had "
+            "applied are in MLflow",
+            where="the messages above this one",
+            fix="run the same command again: the sweep resumes, finished trials are kept",
+        )
+
+
+def serve(requests: Any, replies: Any) -> None:
+    """The tracking process: apply each request in order; answer the ones that wait; report errors."""
+    import signal
+    import traceback
+
+    from flowork.tracking import get_tracker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep, which then sends its runs' KILLED ends
+    tracker: Any = None
+    ids: dict[str, str] = {}
+    while True:
+        try:
+            number, method, args = requests.recv()
+        except (EOFError, OSError):
+            break  # the sweep's process closed the pipe (or died): every request it sent has been applied
+        try:
+            result: Any = None
+            if method == "open":
+                key, model_name = args
+                if model_name is not None:
+                    from flowork.select import check_model_name
+
+                    check_model_name(model_name)
+                tracker = get_tracker(*key)
+            elif method not in {"sync", "close"}:
+                if tracker is None:  # opening the store failed, and that error was reported
+                    raise FloworkError("the tracking store is not open (see the error before)")
+                args = [ids.get(a, a) if isinstance(a, str) else a for a in args]
+                if method in CREATES:
+                    handle, *args = args
+                    result = ids[handle] = getattr(tracker, method)(*args)
+                    replies.send(("id", handle, result))
+                else:
+                    result = getattr(tracker, method)(*args)
+            if number is not None:
+                replies.send(("reply", number, result))
+        except Exception as e:
+            if isinstance(e, FloworkError):
+                error = {"what": e.what, "where": e.where, "fix": e.fix}
+            else:
+                error = {
+                    "what": f"tracking in MLflow failed: {type(e).__name__}: {e}",
+                    "where": "the traceback above",
+                    "fix": "fix the cause, then run the same command again: the sweep resumes",
+                }
+                traceback.print_exc()
+            replies.send(("error", number, error))
+        if method == "close":
+            break
+
+
+if __name__ == "__main__":
+    from multiprocessing.connection import Connection
+
+    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))

@@ -1,0 +1,94 @@
+"""The tracking process of a sequential sweep (flowork/tracking_service.py): what it writes, what happens when the
+sweep's process dies, and how its errors reach the user."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from flowork.errors import FloworkError
+from flowork.tracking_service import queued_tracker
+from tests.conftest import ROOT, sweep, sweep_args
+from tests.test_sweep import SCRIPTED, runs, trials
+
+
+def tracking(tmp_path, uri=None):
+    return SimpleNamespace(
+        uri=uri or f"sqlite:///{tmp_path}/mlflow.db",
+        experiment="temperature",
+        artifact_location=f"file://{tmp_path}/artifacts",
+    )
+
+
+def test_writes_are_applied_in_order_and_runs_get_their_mlflow_ids(tmp_path):
+    tracker = queued_tracker(tracking(tmp_path), str(ROOT))
+    try:
+        parent = tracker.start("study", {"flowork.role": "study"})
+        child = tracker.start("trial", {"flowork.trial": "0"}, parent)
+        tracker.log(child, params={"alpha": "1.0"}, metrics={"cv_mae": 2.0}, tags={"note": "x"})
+        tracker.log_text(child, "a,b\n1,2\n", "predictions.csv")
+        tracker.end(child)
+        run_id = tracker.resolve(child)  # waits until all of the above is applied
+    finally:
+        tracker.close()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"cv_mae": 2.0}
+    assert run.data.params == {"alpha": "1.0"} and run.data.tags["note"] == "x"
+    assert run.data.tags["mlflow.parentRunId"] == tracker.resolve(parent)
+    assert [a.path for a in client.list_artifacts(run_id)] == ["predictions.csv"]
+
+
+def test_an_error_of_the_tracking_process_is_raised_in_the_sweep_once(tmp_path):
+    tracker = queued_tracker(tracking(tmp_path), str(ROOT))
+    try:
+        tracker.log("0123456789abcdef0123456789abcdef", metrics={"m": 1.0})  # no such run
+        with pytest.raises(FloworkError, match="RESOURCE_DOES_NOT_EXIST|not found"):
+            tracker.resolve(tracker.start("next", {}))
+        tracker.check()  # raised once: the sweep's error path does not raise it again
+    finally:
+        tracker.close()
+
+
+def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    tracker = queued_tracker(tracking(tmp_path, f"sqlite:///{tmp_path}/afile/mlflow.db"), str(ROOT))
+    with pytest.raises(FloworkError, match="cannot reach the MLflow tracking store"):
+        tracker.resolve(tracker.start("run", {}))
+    tracker.close()
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
+def test_a_sweep_whose_store_cannot_be_opened_stops_with_a_clear_message(tmp_path, short_csv, launcher):
+    (tmp_path / "afile").write_text("not a folder")
+    args = [a for a in sweep_args(tmp_path, short_csv) if not a.startswith("tracking.uri=")]
+    out = sweep(*args, f"tracking.uri=sqlite:///{tmp_path}/afile/mlflow.db", "model=ridge", *launcher)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "cannot reach the MLflow tracking store" in out.stderr
+    assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) <= 1  # stopped at the first trial's end at the latest
+
+
+def test_trials_tracked_before_the_sweeps_process_died_are_complete_and_the_sweep_resumes(tmp_path, short_csv):
+    args = [*sweep_args(tmp_path, short_csv), "model=ridge", *SCRIPTED, "search.n_trials=4", "sweep.select=false"]
+    out = sweep(*args, "+model.params.script='ok,ok,ok,die'")  # trial 3 ends the sweep's process at once
+    assert out.returncode == 3, out.stderr[-3000:]
+    deadline = time.time() + 60  # the tracking process applies what it was sent, then exits
+    while time.time() < deadline:
+        _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+        if sum(r.info.status == "FINISHED" for r in trial_runs) == 3:
+            break
+        time.sleep(0.2)
+    status = {r.data.tags["flowork.trial"]: r for r in trial_runs}
+    for k in "012":
+        assert status[k].info.status == "FINISHED" and "cv_mae" in status[k].data.metrics
+    assert [t.state for t in trials(tmp_path, "s", "ridge")][:3] == [TrialState.COMPLETE] * 3
+
+    out = sweep(*args, "+model.params.script='ok,ok,ok,die,ok'")  # resumed: trial 3 closed, trial 4 runs
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sum(t.state == TrialState.COMPLETE for t in trials(tmp_path, "s", "ridge")) == 4
+    _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+    assert "RUNNING" not in {r.info.status for r in trial_runs}
