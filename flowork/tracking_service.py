@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -217,6 +218,8 @@ def serve(requests: Any, replies: Any) -> None:
     from flowork.tracking import get_tracker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep, which then sends its runs' KILLED ends
+    # warnings on the sweep's console, as Hydra logs them there (urllib3's "Retrying ..." while a server is down)
+    logging.basicConfig(format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", level=logging.WARNING)
     tracker: Any = None
     ids: dict[str, str] = {}
     while True:
