@@ -204,7 +204,9 @@ class TrialWorker:
             ret = self.launch_job(s, trial.number, overrides, trial.params)
         finally:
             TRIAL.reset(token)
-        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        if context.run_id:  # its run complete first (a tracking process may still be applying its writes)
+            context.run_id = self.plan.tracker().resolve(context.run_id)
+        trial.set_user_attr("seconds", time.perf_counter() - t0)  # the trial's whole cost, its tracking included
         return self.tell(study, trial, ret, context)
 
     def launch_job(self, s: StudyPlan, number: int, overrides: list[str], params: dict[str, Any]) -> JobReturn:
@@ -295,7 +297,7 @@ class TrialWorker:
         from optuna.trial import TrialState
 
         if context.run_id:
-            trial.set_user_attr("run_id", self.plan.tracker().resolve(context.run_id))
+            trial.set_user_attr("run_id", context.run_id)
         if ret.status == JobStatus.COMPLETED:
             value = ret.return_value
             if isinstance(value, int | float) and math.isfinite(value):
