@@ -254,10 +254,11 @@ def serve(requests: Any, replies: Any) -> None:
             else:
                 error = {
                     "what": f"tracking in MLflow failed: {type(e).__name__}: {e}",
-                    "where": "the traceback above",
+                    "where": "flowork's tracking process (FLOWORK_TRACEBACK=1 prints its traceback)",
                     "fix": "fix the cause, then run the same command again: the sweep resumes",
                 }
-                traceback.print_exc()
+                if os.environ.get("FLOWORK_TRACEBACK"):
+                    traceback.print_exc()
             replies.send(("error", number, error))
         if method == "close":
             break
