@@ -237,7 +237,7 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     metrics |= {f"cv_{name}": mean, f"cv_{name}_std": std, f"holdout_{name}": hold.score}
     metrics |= {"fit_seconds": sum(r.seconds for r in results), "job_seconds": time.perf_counter() - t0}
     tracker.log(run_id, metrics={k: v for k, v in metrics.items() if math.isfinite(v)})
-    tracker.log_text(run_id, predictions_csv(results, y), "predictions.csv")
+    tracker.log_csv(run_id, predictions(results, y), "predictions.csv")
     if not math.isfinite(mean):
         raise FloworkError(
             f"the validation {name} is {mean}: the model predicted NaN/inf or the metric is undefined on this data",
@@ -282,9 +282,10 @@ def to_yaml(container: dict[str, Any]) -> str:
     )
 
 
-def predictions_csv(results, y: pd.Series) -> str:
+def predictions(results, y: pd.Series) -> pd.DataFrame:
+    """Every fold's and the holdout's predictions next to the truth (charts and `flowork report` read them)."""
     frames = [
         pd.DataFrame({"fold": r.name, "y_true": y.reindex(r.predictions.index), "y_pred": r.predictions})
         for r in results
     ]
-    return pd.concat(frames).to_csv()
+    return pd.concat(frames)

@@ -357,6 +357,10 @@ class Tracker:
             local.write_text(scrub(text), encoding="utf-8")
             retrying(repo.log_artifact, str(local), directory or None)
 
+    def log_csv(self, run_id: str, frame: Any, path: str) -> None:
+        """A DataFrame as the CSV artifact `path` of the run."""
+        self.log_text(run_id, frame.to_csv(), path)
+
     def log_inputs(self, run_id: str, datasets: list[Any]) -> None:
         """`mlflow.data` inputs, their source (the data URI) scrubbed like every other string flowork logs."""
         from mlflow.entities import Dataset, DatasetInput
