@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import logging
 import os
+import pickle
 import queue
 import sys
 import threading
@@ -231,7 +232,12 @@ def serve(requests: Any, replies: Any) -> None:
         request = received.get()
         if request is None:
             break  # the sweep's process closed the pipe (or died): every request it sent has been applied
-        number, method, args = request
+        try:
+            number, method, args = pickle.loads(request)
+        except Exception as e:  # cannot tell which request it was: report it and end (the sweep's waits end too)
+            what = f"flowork's tracking process could not read a request: {type(e).__name__}: {e}"
+            replies.send(("error", None, {"what": what, "where": None, "fix": None}))
+            break
         try:
             result: Any = None
             if method == "open":
@@ -269,19 +275,22 @@ def serve(requests: Any, replies: Any) -> None:
             break
 
 
-def drained(requests: Any) -> queue.Queue[Any]:
+def drained(requests: Any) -> queue.Queue[bytes | None]:
     """The requests, read off the pipe as they arrive (None at its end): a pipe holds ~64 KB, and a trial's
-    predictions alone are about that, so a sweep writing while the writes before are applied would wait for them."""
+    predictions alone are about that, so a sweep writing while the writes before are applied would wait for them.
+    Kept as bytes: unpickled by the one thread that applies them (a frame unpickled here while that thread imports
+    pandas met a half-imported pandas)."""
 
     def read() -> None:
-        while True:
-            try:
-                received.put(requests.recv())
-            except (EOFError, OSError):
-                received.put(None)
-                return
+        try:
+            while True:
+                received.put(requests.recv_bytes())
+        except (EOFError, OSError):
+            pass
+        finally:
+            received.put(None)
 
-    received: queue.Queue[Any] = queue.Queue()
+    received: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=read, name="flowork-tracking-requests", daemon=True).start()
     return received
 
