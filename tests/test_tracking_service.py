@@ -43,6 +43,28 @@ def test_writes_are_applied_in_order_and_runs_get_their_mlflow_ids(tmp_path):
     assert [a.path for a in client.list_artifacts(run_id)] == ["predictions.csv"]
 
 
+@pytest.mark.timeout(120)
+def test_frames_sent_while_the_tracking_process_starts_are_applied(tmp_path):
+    """Sent at once, while it still imports MLflow and pandas: a frame unpickled then on another thread once met a
+    half-imported pandas, and the sweep waited forever."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"temp_max": [1.0, 2.0]}, index=pd.date_range("2020-01-01", periods=2, name="date"))
+    tracker = queued_tracker(tracking(tmp_path), str(ROOT))
+    try:
+        run = tracker.start("trial", {})
+        tracker.log_dataset(run, frame, "data.csv", "temp_max", 1)
+        tracker.log_csv(run, frame, "predictions.csv")
+        tracker.end(run)
+        run_id = tracker.resolve(run)
+    finally:
+        tracker.close()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    logged = client.get_run(run_id)
+    assert logged.data.tags["flowork.data_digest"] and len(logged.inputs.dataset_inputs) == 1
+    assert [a.path for a in client.list_artifacts(run_id)] == ["predictions.csv"]
+
+
 def test_an_error_of_the_tracking_process_is_raised_in_the_sweep_once(tmp_path, capfd):
     tracker = queued_tracker(tracking(tmp_path), str(ROOT))
     try:
