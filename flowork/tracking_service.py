@@ -121,8 +121,7 @@ class QueuedTracker(Tracker):
     @property
     def client(self) -> Any:  # type: ignore[override]
         """MLflow's client in this process (imports MLflow here), once the writes sent so far are applied."""
-        self._call("sync")
-        self.check()
+        self._settle()
         if self.local is None:
             self.local = Tracker(*self.key)
         return self.local.client
@@ -131,9 +130,8 @@ class QueuedTracker(Tracker):
         """The MLflow id of a run, once every write sent so far (its end included) is applied: a sweep tells Optuna
         a trial is complete only once the trial's run is, so a store that fails leaves no complete trial without
         its run (the trial is run again when the sweep resumes)."""
-        if not self.closed:
-            self._call("sync")
-        if self.errors or (run_id.startswith(HANDLE) and run_id not in self.ids):
+        self._settle()
+        if run_id.startswith(HANDLE) and run_id not in self.ids:
             raise self._failure()
         return self.ids.get(run_id, run_id)
 
@@ -157,6 +155,13 @@ class QueuedTracker(Tracker):
         self.check()
 
     # -- the pipe
+    def _settle(self) -> None:
+        """Return once every write sent so far is applied; raise the tracking process's first error, if any."""
+        if not self.closed:
+            self._call("sync")
+        if self.errors:
+            raise self._failure()
+
     def _create(self, method: str, name: str, tags: dict[str, str], parent_run_id: str | None) -> str:
         handle = f"{HANDLE}{next(self.numbers)}"
         self._send(method, handle, name, dict(tags), parent_run_id)

@@ -329,7 +329,7 @@ class TrialWorker:
         model = study.study_name.split("/", 1)[-1]
         run_charts(
             tracker,
-            tracker.resolve(run_id),
+            run_id,
             Path(self.plan.charts_dir, f"{model}_{trial.number}"),
             f"{model} trial {trial.number}",
             self.plan.unit,
