@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
-from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+from flowork.tracking_service import prestart
 
-from flowork.errors import FloworkError
-from flowork.shutdown import exit_without_teardown
+if __name__ == "__main__":
+    prestart(sys.argv[1:])  # a sweep's tracking process, importing MLflow while Hydra starts
+
+import logging  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from flowork.errors import FloworkError  # noqa: E402
+from flowork.shutdown import exit_without_teardown  # noqa: E402
 
 log = logging.getLogger("flowork")
 

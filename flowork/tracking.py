@@ -249,6 +249,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Tracker:
     """One MLflow experiment and the runs flowork writes to it."""
 
+    writes_later = False  # True: writes return before they are applied (`resolve` waits for them)
+
     def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
         from mlflow import MlflowClient
 

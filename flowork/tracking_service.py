@@ -27,7 +27,7 @@ import queue
 import sys
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowork.errors import FloworkError
 from flowork.tracking import _TRACKERS, Tracker, tracker_key
@@ -47,10 +47,9 @@ def queued_tracker(tracking: Any, root: str, model_name: str | None = None) -> Q
 class QueuedTracker(Tracker):
     """A Tracker whose writes a tracking process applies (see the module's doc); reads wait for the writes."""
 
-    def __init__(self, key: tuple[str, str, str | None], root: str, model_name: str | None = None) -> None:
-        import subprocess
-        from multiprocessing.connection import Connection
+    writes_later = True
 
+    def __init__(self, key: tuple[str, str, str | None], root: str, model_name: str | None = None) -> None:
         self.key = key
         self.uri = key[0]
         self.ids: dict[str, str] = {}  # handle -> MLflow run id, as the tracking process reports them
@@ -61,21 +60,9 @@ class QueuedTracker(Tracker):
         self.numbers = itertools.count()
         self.changed = threading.Condition()
         self.local: Tracker | None = None  # this process's own Tracker, for reads (`client`)
-        requests_in, requests_out = os.pipe()
-        replies_in, replies_out = os.pipe()
-        package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # flowork's, for the child
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_dir, os.environ.get("PYTHONPATH")) if p)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowork.tracking_service", str(requests_in), str(replies_out)],
-            pass_fds=(requests_in, replies_out),
-            cwd=root,
-            env=env,
-            start_new_session=True,  # not stopped with the sweep's process group: it applies what it was sent
-        )
-        os.close(requests_in)
-        os.close(replies_out)
-        self.requests = Connection(requests_out, readable=False)
-        self.replies = Connection(replies_in, writable=False)
+        child = _STARTED.pop() if _STARTED and _STARTED[-1].root == root else None
+        discard_prestarted()
+        self.process, self.requests, self.replies, _ = child or Child.spawn(root)
         self.alive = True  # until its replies end
         self.closed = False  # close() was called
         threading.Thread(target=self._read_replies, name="flowork-tracking-replies", daemon=True).start()
@@ -220,6 +207,55 @@ class QueuedTracker(Tracker):
         )
 
 
+class Child(NamedTuple):
+    """A tracking process and the two ends of its pipes this process holds."""
+
+    process: Any  # subprocess.Popen
+    requests: Any  # multiprocessing.connection.Connection, written here
+    replies: Any  # read here
+    root: str  # its working directory: the project's
+
+    @classmethod
+    def spawn(cls, root: str) -> Child:
+        import subprocess
+        from multiprocessing.connection import Connection
+
+        requests_in, requests_out = os.pipe()
+        replies_in, replies_out = os.pipe()
+        package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # flowork's, for the child
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_dir, os.environ.get("PYTHONPATH")) if p)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flowork.tracking_service", str(requests_in), str(replies_out)],
+            pass_fds=(requests_in, replies_out),
+            cwd=root,
+            env=env,
+            start_new_session=True,  # not stopped with the sweep's process group: it applies what it was sent
+        )
+        os.close(requests_in)
+        os.close(replies_out)
+        return cls(process, Connection(requests_out, readable=False), Connection(replies_in, writable=False), root)
+
+
+_STARTED: list[Child] = []  # started by `prestart`, not used by a QueuedTracker yet
+
+
+def prestart(argv: list[str]) -> None:
+    """For a sweep (`-m`), start the tracking process before Hydra starts: it imports MLflow (~1.2 s here) while Hydra
+    composes the sweep's config, ~0.4 s before the sweep itself could start it. A sweep whose trials run in other
+    processes stops it (`discard_prestarted`); one that never starts ends it by exiting (its pipe closes)."""
+    if {"-m", "--multirun"} & set(argv):
+        _STARTED.append(Child.spawn(os.getcwd()))
+
+
+def discard_prestarted() -> None:
+    while _STARTED:
+        child = _STARTED.pop()
+        child.process.kill()  # it was sent nothing
+        child.process.wait()
+        child.requests.close()
+        child.replies.close()
+
+
 def serve(requests: Any, replies: Any) -> None:
     """The tracking process: apply each request in order; answer the ones that wait; report errors."""
     import signal
@@ -229,6 +265,7 @@ def serve(requests: Any, replies: Any) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep, which then sends its runs' KILLED ends
     received = drained(requests)
+    import mlflow  # noqa: F401  (before the first request: see prestart)
     # warnings on the sweep's console, as Hydra logs them there (urllib3's "Retrying ..." while a server is down)
     logging.basicConfig(format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", level=logging.WARNING)
     tracker: Any = None
@@ -303,4 +340,7 @@ def drained(requests: Any) -> queue.Queue[bytes | None]:
 if __name__ == "__main__":
     from multiprocessing.connection import Connection
 
+    from flowork.shutdown import exit_without_teardown
+
     serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+    exit_without_teardown()  # every write is applied; the sweep waits for this exit

@@ -74,6 +74,9 @@ class FloworkSweeperImpl:
 
                 tracker = queued_tracker(self.config.tracking, root, model_name)
             else:
+                from flowork.tracking_service import discard_prestarted
+
+                discard_prestarted()
                 if model_name is not None:
                     check_model_name(model_name)
                 tracker = tracker_for(self.config.tracking, root)
@@ -104,7 +107,8 @@ class FloworkSweeperImpl:
         for s in plan.studies:  # a resumed sweep: close what the killed one left running
             study = load_study(storage, s.name)
             for t in close_orphans(study, "closed when the sweep resumed", killed=True):
-                if rid := t.user_attrs.get("run_id"):
+                # a trial not told yet may have a complete run (see _worker.py): it is run again, its run is KILLED
+                if rid := t.user_attrs.get("run_id") or tracker.find_trial_run(s.run_id, t.number):
                     tracker.end(rid, "KILLED")
             tracker.kill_running_children(s.run_id)
 

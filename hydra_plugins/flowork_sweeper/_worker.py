@@ -134,16 +134,31 @@ class TrialWorker:
         rng = random.Random(worker)
         own = HydraConfig.instance().cfg  # the worker job's own, restored once its trials are done
         tracker = self.plan.tracker()
+        # A trial is told to Optuna once its run is complete in MLflow. When a tracking process applies the writes
+        # (a sequential sweep), each trial is told after the next one ran: its writes are applied meanwhile on the
+        # other core, and the first trials do not wait for the tracking process to start. Always exactly one late,
+        # so a seeded sequential sweep stays repeatable. Not with a pruner: it judges a trial against the complete
+        # ones, and the one before would be missing.
+        tell_late = tracker.writes_later and self.plan.pruner is None
+        ran: Ran | None = None  # run, not told yet
         try:
             while True:
                 tracker.check()  # an error of the tracking process stops the sweep between trials
                 plan = self.next_study(studies, rng)
                 if plan is None:
                     break
-                outcome = self.run_trial(plan, studies[plan.name])
-                if outcome:
-                    counts[outcome] += 1
+                told, ran = ran, self.run_trial(plan, studies[plan.name])
+                if not tell_late:
+                    told, ran = ran, None
+                if told is not None:
+                    counts[self.tell(told)] += 1
+            told, ran = ran, None
+            if told is not None:
+                counts[self.tell(told)] += 1
         finally:
+            if ran is not None:  # stopped while the next trial ran: this one is complete once its run is
+                with contextlib.suppress(Exception):  # its run failed to be: the trial is run again on resume
+                    self.tell(ran)
             HydraConfig.instance().cfg = own
         return counts
 
@@ -170,7 +185,8 @@ class TrialWorker:
             return None
         return min(open_plans, key=lambda x: x[:2])[2] if open_plans else None
 
-    def run_trial(self, s: StudyPlan, study: Any) -> str | None:
+    def run_trial(self, s: StudyPlan, study: Any) -> Ran | None:
+        """Ask the study for a trial and run it; None when the study's budget was spent meanwhile."""
         from optuna.trial import TrialState
 
         from flowork.run import TRIAL, TrialContext
@@ -204,10 +220,7 @@ class TrialWorker:
             ret = self.launch_job(s, trial.number, overrides, trial.params)
         finally:
             TRIAL.reset(token)
-        if context.run_id:  # its run complete first (a tracking process may still be applying its writes)
-            context.run_id = self.plan.tracker().resolve(context.run_id)
-        trial.set_user_attr("seconds", time.perf_counter() - t0)  # the trial's whole cost, its tracking included
-        return self.tell(study, trial, ret, context)
+        return Ran(study, trial, ret, context, time.perf_counter() - t0)
 
     def launch_job(self, s: StudyPlan, number: int, overrides: list[str], params: dict[str, Any]) -> JobReturn:
         """The trial as its own job: own output dir (<sweep dir>/<model>/<trial>) with its log and overrides, own
@@ -291,11 +304,17 @@ class TrialWorker:
             return StudyJob.of(self.hydra_context.config_loader.load_sweep_config(self.config, overrides), typed=False)
         return job
 
-    def tell(self, study: Any, trial: Any, ret: Any, context: Any) -> str:
-        """Tell Optuna the trial's outcome ("complete", "failed" or "pruned")."""
+    def tell(self, ran: Ran) -> str:
+        """Tell Optuna the trial's outcome ("complete", "failed" or "pruned"), once its run is complete."""
         import optuna
         from optuna.trial import TrialState
 
+        study, trial, ret, context = ran.study, ran.trial, ran.ret, ran.context
+        t0 = time.perf_counter()
+        if context.run_id:  # a tracking process may still be applying its writes
+            context.run_id = self.plan.tracker().resolve(context.run_id)
+        # the trial's whole cost: its job, and any wait for its run's writes
+        trial.set_user_attr("seconds", ran.seconds + time.perf_counter() - t0)
         if context.run_id:
             trial.set_user_attr("run_id", context.run_id)
         if ret.status == JobStatus.COMPLETED:
@@ -334,6 +353,17 @@ class TrialWorker:
             f"{model} trial {trial.number}",
             self.plan.unit,
         )
+
+
+@dataclass
+class Ran:
+    """A trial whose job ran, not yet told to its study."""
+
+    study: Any
+    trial: Any
+    ret: JobReturn
+    context: Any  # flowork.run.TrialContext
+    seconds: float  # its job's wall time
 
 
 def record_failed_run(plan: SweepPlan, context: Any, error: BaseException) -> None:
