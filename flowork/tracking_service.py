@@ -243,7 +243,8 @@ def prestart(argv: list[str]) -> None:
     """For a sweep (`-m`), start the tracking process before Hydra starts: it imports MLflow (~1.2 s here) while Hydra
     composes the sweep's config, ~0.4 s before the sweep itself could start it. A sweep whose trials run in other
     processes stops it (`discard_prestarted`); one that never starts ends it by exiting (its pipe closes)."""
-    if {"-m", "--multirun"} & set(argv):
+    inspects = {"-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"}
+    if {"-m", "--multirun"} & set(argv) and not inspects & set(argv):
         _STARTED.append(Child.spawn(os.getcwd()))
 
 
@@ -266,6 +267,7 @@ def serve(requests: Any, replies: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep, which then sends its runs' KILLED ends
     received = drained(requests)
     import mlflow  # noqa: F401  (before the first request: see prestart)
+
     # warnings on the sweep's console, as Hydra logs them there (urllib3's "Retrying ..." while a server is down)
     logging.basicConfig(format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", level=logging.WARNING)
     tracker: Any = None

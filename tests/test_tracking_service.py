@@ -118,3 +118,41 @@ def test_runs_sent_before_the_sweeps_process_died_are_applied_and_the_sweep_resu
     _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
     status = {r.data.tags["flowork.trial"]: r.info.status for r in trial_runs}
     assert status == {"0": "FINISHED", "1": "FINISHED", "2": "KILLED", "3": "KILLED", "4": "FINISHED", "5": "FINISHED"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "started"),
+    [
+        (["model=ridge,xgb", "-m"], True),
+        (["--multirun", "model=ridge"], True),
+        (["model=ridge"], False),  # a single run tracks in its own process
+        (["-m", "--help"], False),  # Hydra prints and exits: no sweep
+        (["-m", "--cfg", "job"], False),
+    ],
+)
+def test_a_sweep_command_starts_its_tracking_process_before_hydra_and_the_sweep_uses_it(tmp_path, argv, started):
+    from flowork import tracking_service
+
+    tracking_service.prestart(argv)
+    try:
+        assert len(tracking_service._STARTED) == started
+        if started:
+            pid = tracking_service._STARTED[-1].process.pid
+            tracker = queued_tracker(tracking(tmp_path), str(ROOT))  # ROOT: the tests' working directory
+            try:
+                assert tracker.process.pid == pid and not tracking_service._STARTED
+                tracker.end(tracker.start("trial", {}))
+            finally:
+                tracker.close()
+            assert tracker.process.returncode == 0
+    finally:
+        tracking_service.discard_prestarted()
+
+
+def test_a_parallel_sweep_stops_the_tracking_process_started_for_it(tmp_path):
+    from flowork import tracking_service
+
+    tracking_service.prestart(["-m"])
+    process = tracking_service._STARTED[-1].process
+    tracking_service.discard_prestarted()
+    assert process.poll() is not None and not tracking_service._STARTED
