@@ -9,15 +9,15 @@ from flowork.tracking_service import prestart
 if __name__ == "__main__":
     prestart(sys.argv[1:])  # a sweep's tracking process, importing MLflow while Hydra starts
 
-import logging  # noqa: E402
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
+import logging
+import os
+from pathlib import Path
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from omegaconf import DictConfig
 
-from flowork.errors import FloworkError  # noqa: E402
-from flowork.shutdown import exit_without_teardown  # noqa: E402
+from flowork.errors import FloworkError
+from flowork.shutdown import exit_without_teardown
 
 log = logging.getLogger("flowork")
 

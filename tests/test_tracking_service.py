@@ -156,3 +156,17 @@ def test_a_parallel_sweep_stops_the_tracking_process_started_for_it(tmp_path):
     process = tracking_service._STARTED[-1].process
     tracking_service.discard_prestarted()
     assert process.poll() is not None and not tracking_service._STARTED
+
+
+def test_a_seeded_sequential_sweep_is_repeatable_though_each_trial_is_told_one_late(tmp_path, short_csv):
+    """TPE past its random start-up trials: each proposal depends on the trials told before it, so the lag must be
+    the same in every run (always one trial), whatever the tracking process's pace."""
+    tpe = ["+sweep.sampler.n_startup_trials=2", "search.n_trials=6", "sweep.select=false", "charts.trials=none"]
+    proposals = []
+    for name in ("a", "b"):
+        out = sweep(*sweep_args(tmp_path, short_csv, name), "model=ridge", *tpe)
+        assert out.returncode == 0, out.stderr[-3000:]
+        done = trials(tmp_path, name, "ridge")
+        assert [t.state for t in done] == [TrialState.COMPLETE] * 6
+        proposals.append([t.params for t in done])
+    assert proposals[0] == proposals[1]

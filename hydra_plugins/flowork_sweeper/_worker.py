@@ -139,25 +139,23 @@ class TrialWorker:
         # other core, and the first trials do not wait for the tracking process to start. Always exactly one late,
         # so a seeded sequential sweep stays repeatable. Not with a pruner: it judges a trial against the complete
         # ones, and the one before would be missing.
-        tell_late = tracker.writes_later and self.plan.pruner is None
-        ran: Ran | None = None  # run, not told yet
+        untold = 1 if tracker.writes_later and self.plan.pruner is None else 0  # trials left to tell later
+        pending: list[Ran] = []  # run, not told yet
         try:
             while True:
                 tracker.check()  # an error of the tracking process stops the sweep between trials
                 plan = self.next_study(studies, rng)
                 if plan is None:
                     break
-                told, ran = ran, self.run_trial(plan, studies[plan.name])
-                if not tell_late:
-                    told, ran = ran, None
-                if told is not None:
-                    counts[self.tell(told)] += 1
-            told, ran = ran, None
-            if told is not None:
-                counts[self.tell(told)] += 1
+                if ran := self.run_trial(plan, studies[plan.name]):
+                    pending.append(ran)
+                while len(pending) > untold:
+                    counts[self.tell(pending.pop(0))] += 1
+            while pending:
+                counts[self.tell(pending.pop(0))] += 1
         finally:
-            if ran is not None:  # stopped while the next trial ran: this one is complete once its run is
-                with contextlib.suppress(Exception):  # its run failed to be: the trial is run again on resume
+            for ran in pending:  # stopped while the next trial ran: these are complete once their runs are
+                with contextlib.suppress(Exception):  # a run failed to be: its trial is run again on resume
                     self.tell(ran)
             HydraConfig.instance().cfg = own
         return counts
