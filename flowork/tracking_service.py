@@ -11,7 +11,10 @@ other path uses (wandb and Neptune log through a process of their own for the sa
   writes that follow name the run by it.
 - A trial is told to Optuna once its run is complete: `resolve` waits until every write sent so far is applied and
   gives the run's MLflow id (the trial's `run_id`). A store that fails stops the sweep between trials with the
-  same FloworkError the in-process Tracker raises, and leaves no complete trial without its complete run.
+  same FloworkError the in-process Tracker raises, and leaves no complete trial without its complete run. The
+  sweep tells each trial after the next one ran (`_worker.py`), so that wait is usually over before it starts.
+- It starts before Hydra does (`prestart`, from `python -m flowork ... -m`), and exits without the interpreter's
+  teardown once every write is applied.
 - Nothing sent is lost: the tracking process applies every write it received, also when the sweep's process dies
   (its pipe then closes) or is interrupted (it has its own session, and applies the KILLED ends the sweep sends).
 """
