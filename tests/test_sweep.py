@@ -279,3 +279,26 @@ def test_ctrl_c_ends_the_sweep_with_how_to_resume(tmp_path, short_csv):
     assert any(t.state == TrialState.COMPLETE for t in trials(tmp_path, "c", "ridge"))
     _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
     assert "RUNNING" not in {r.info.status for r in trial_runs}
+
+
+def test_a_terminated_parallel_sweep_stops_its_workers_and_says_how_to_resume(tmp_path, short_csv):
+    """`kill` or `docker stop` (SIGTERM to the sweep's process) stops it as Ctrl-C does: the joblib workers, which
+    are not its children but the fork server's, stop too instead of running the rest of the budget."""
+    args = [*sweep_args(tmp_path, short_csv, "t"), "model=ridge", *SCRIPTED, "+model.params.sleep=0.5"]
+    proc = subprocess.Popen(
+        command(*args, "search.n_trials=40", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "sweeps/t/ridge/1").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert "sweep t interrupted" in err and "sweep.name=t" in err
+    started = len(list((tmp_path / "sweeps/t/ridge").glob("[0-9]*")))
+    time.sleep(3)  # a worker left running would start a trial every ~0.5 s
+    assert len(list((tmp_path / "sweeps/t/ridge").glob("[0-9]*"))) == started < 40

@@ -34,8 +34,13 @@ class FloworkSweeperImpl:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def sweep(self, arguments: list[str]) -> Any:
+        import signal
         import sys
 
+        def terminate(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt  # `kill`, `docker stop`: stop as Ctrl-C does, workers included
+
+        previous = signal.signal(signal.SIGTERM, terminate)
         try:
             return self._sweep(arguments)
         except FloworkError as e:
@@ -54,6 +59,8 @@ class FloworkSweeperImpl:
                 file=sys.stderr,
             )
             sys.exit(130)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def _sweep(self, arguments: list[str]) -> Any:
         from flowork.select import check_model_name
