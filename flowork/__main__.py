@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from flowork.tracking_service import prestart
-
 if __name__ == "__main__":
+    from flowork.tracking_service import prestart
+
     prestart(sys.argv[1:])  # a sweep's tracking process, importing MLflow while Hydra starts
 
 import logging

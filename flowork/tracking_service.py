@@ -246,6 +246,7 @@ def prestart(argv: list[str]) -> None:
     """For a sweep (`-m`), start the tracking process before Hydra starts: it imports MLflow (~1.2 s here) while Hydra
     composes the sweep's config, ~0.4 s before the sweep itself could start it. A sweep whose trials run in other
     processes stops it (`discard_prestarted`); one that never starts ends it by exiting (its pipe closes)."""
+    # Hydra's flags that print and exit (its own parser would import Hydra first, which this start is ahead of)
     inspects = {"-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"}
     if {"-m", "--multirun"} & set(argv) and not inspects & set(argv):
         _STARTED.append(Child.spawn(os.getcwd()))

@@ -149,7 +149,7 @@ def test_a_sweep_command_starts_its_tracking_process_before_hydra_and_the_sweep_
         tracking_service.discard_prestarted()
 
 
-def test_a_parallel_sweep_stops_the_tracking_process_started_for_it(tmp_path):
+def test_a_tracking_process_started_for_a_sweep_that_does_not_use_it_is_stopped(tmp_path):
     from flowork import tracking_service
 
     tracking_service.prestart(["-m"])

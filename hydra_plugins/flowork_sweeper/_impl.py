@@ -115,7 +115,7 @@ class FloworkSweeperImpl:
             study = load_study(storage, s.name)
             for t in close_orphans(study, "closed when the sweep resumed", killed=True):
                 # a trial not told yet may have a complete run (see _worker.py): it is run again, its run is KILLED
-                if rid := t.user_attrs.get("run_id") or tracker.find_trial_run(s.run_id, t.number):
+                if rid := run_of(tracker, s, t):
                     tracker.end(rid, "KILLED")
             tracker.kill_running_children(s.run_id)
 
@@ -345,12 +345,17 @@ class FloworkSweeperImpl:
         for s in plan.studies:
             for t in close_orphans(load_study(storage, s.name), "its worker process died", killed=False):
                 any_closed = True
-                if rid := t.user_attrs.get("run_id") or tracker.find_trial_run(s.run_id, t.number):
+                if rid := run_of(tracker, s, t):
                     tracker.log_text(
                         rid, "the process running this trial died (killed, out of memory or crashed)", "traceback.txt"
                     )
                     tracker.end(rid, "FAILED")
         return any_closed
+
+
+def run_of(tracker: Any, s: StudyPlan, trial: Any) -> str | None:
+    """The MLflow run of a trial: its `run_id`, or (not told to Optuna yet) the run tagged with its number."""
+    return trial.user_attrs.get("run_id") or tracker.find_trial_run(s.run_id, trial.number)
 
 
 def raise_worker_errors(returns: Any) -> None:
