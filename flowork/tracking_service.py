@@ -60,6 +60,7 @@ class QueuedTracker(Tracker):
         self.errors: list[FloworkError] = []
         self.raised = False  # the first error was raised once: close() does not raise it again
         self.sent_data: set[Any] = set()  # datasets the tracking process has (a frame is sent once)
+        self.ends: dict[str, int] = {}  # run -> the request number of its end, answered once the end is applied
         self.numbers = itertools.count()
         self.changed = threading.Condition()
         self.local: Tracker | None = None  # this process's own Tracker, for reads (`client`)
@@ -99,7 +100,8 @@ class QueuedTracker(Tracker):
         self._send("log_dataset", run_id, None if known else raw, source, target, key)
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
-        self._send("end", run_id, status)
+        self.ends[run_id] = number = next(self.numbers)
+        self._send("end", run_id, status, number=number)
 
     def kill_running_children(self, parent_run_id: str) -> None:
         self._send("kill_running_children", parent_run_id)
@@ -117,10 +119,17 @@ class QueuedTracker(Tracker):
         return self.local.client
 
     def resolve(self, run_id: str) -> str:
-        """The MLflow id of a run, once every write sent so far (its end included) is applied: a sweep tells Optuna
-        a trial is complete only once the trial's run is, so a store that fails leaves no complete trial without
-        its run (the trial is run again when the sweep resumes)."""
-        self._settle()
+        """The MLflow id of a run, once its end and every write sent before it are applied (not the writes sent
+        since: the next trial's, ~10 ms a trial here): a sweep tells Optuna a trial is complete only once the
+        trial's run is, so a store that fails leaves no complete trial without its run (the trial is run again when
+        the sweep resumes)."""
+        end = self.ends.pop(run_id, None)
+        if end is None or self.closed:
+            self._settle()
+        else:
+            self._answer(end)
+            if self.errors:
+                raise self._failure()
         if run_id.startswith(HANDLE) and run_id not in self.ids:
             raise self._failure()
         return self.ids.get(run_id, run_id)
@@ -166,6 +175,10 @@ class QueuedTracker(Tracker):
     def _call(self, method: str, *args: Any) -> Any:
         number = next(self.numbers)
         self._send(method, *args, number=number)
+        return self._answer(number)
+
+    def _answer(self, number: int) -> Any:
+        """Wait for the answer to request `number` (requests are applied in order: every one before it is applied)."""
         with self.changed:
             self.changed.wait_for(lambda: number in self.answers or not self.alive)
         if number not in self.answers:
