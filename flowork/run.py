@@ -207,7 +207,8 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     clean = pipeline.cleaned(raw)
     X = pipeline.features(clean)
     if cfg.features.leakage_check:
-        features_key = (data_key, str(OmegaConf.to_container(cfg.features, resolve=True)))
+        # the bound functions' reprs name each function and its arguments: the features config, at no cost
+        features_key = (data_key, repr(pipeline.clean), repr(pipeline.build))
         if features_key not in CHECKED:
             leakage_check(raw, pipeline, X)
             CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
@@ -269,7 +270,7 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> s
     return log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
 
 
-CHECKED: set[tuple[int, str]] = set()  # (data hash, features config) that passed the leakage check
+CHECKED: set[tuple[int, str, str]] = set()  # (data hash, clean, build) that passed the leakage check
 
 
 def to_yaml(container: dict[str, Any]) -> str:
