@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -204,14 +205,11 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     raw = data.load(cfg.data, root)
     data_key = int(pd.util.hash_pandas_object(raw).sum())  # identifies the data for the per-process caches
     tracker.log_dataset(run_id, raw, str(cfg.data.uri), str(cfg.data.target.column), data_key)
-    clean = pipeline.cleaned(raw)
-    X = pipeline.features(clean)
-    if cfg.features.leakage_check:
-        # the bound functions' reprs name each function and its arguments: the features config, at no cost
-        features_key = (data_key, repr(pipeline.clean), repr(pipeline.build))
-        if features_key not in CHECKED:
-            leakage_check(raw, pipeline, X)
-            CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
+    features_key = (data_key, tuple(map(str, raw.columns)), step_key(pipeline.clean), step_key(pipeline.build))
+    clean, X = built(pipeline, raw, features_key)
+    if cfg.features.leakage_check and features_key not in CHECKED:
+        leakage_check(raw, pipeline, X)
+        CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
     y, label_time = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
     y, label_time = y.reindex(X.index), label_time.reindex(X.index)
     # a row whose target value is missing has no label: neither trained on nor scored (as past the series' end)
@@ -270,7 +268,28 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> s
     return log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
 
 
-CHECKED: set[tuple[int, str, str]] = set()  # (data hash, clean, build) that passed the leakage check
+CHECKED: set[tuple[Any, ...]] = set()  # features keys (data, clean, build) that passed the leakage check
+BUILT: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, pd.DataFrame]] = OrderedDict()  # features key -> frames
+
+
+def step_key(step: Callable[..., Any] | None) -> Any:
+    """A bound feature function as a cache key: the function itself (held, so its address is never reused by another)
+    and its repr, which names its arguments: the features config, at no conversion cost."""
+    return None if step is None else (getattr(step, "func", step), repr(step))
+
+
+def built(pipeline: Pipeline, raw: pd.DataFrame, key: tuple[Any, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cleaned rows, features) of the data, built once per process for the same data and feature functions (the
+    contract makes them stateless): a study's trials that sample only model params share them (~3 ms a trial here,
+    far more on long series). Copies: a training function may change its frame. The last two are kept."""
+    if key not in BUILT:
+        clean = pipeline.cleaned(raw)
+        BUILT[key] = clean, pipeline.features(clean)
+        while len(BUILT) > 2:
+            BUILT.popitem(last=False)
+    BUILT.move_to_end(key)
+    clean, X = BUILT[key]
+    return clean.copy(), X.copy()
 
 
 def to_yaml(container: dict[str, Any]) -> str:
