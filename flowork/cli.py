@@ -126,11 +126,17 @@ def select(
             sweep_dir=str(s.dir),
             model_name=str(s.cfg.tracking.model_name),
             root=str(Path.cwd()),
+            promote=str(s.cfg.sweep.promote),
         )
         typer.echo(
-            f"champion: {summary['model']} (trial {summary['trial']}), holdout {summary['holdout']:.4f} -> "
+            f"best: {summary['model']} (trial {summary['trial']}), holdout {summary['holdout']:.4f} -> "
             f"{summary['model_uri']} (version {summary['version']})"
         )
+        if summary["alias"] is None:
+            typer.echo(
+                f"not champion: {summary['promotion']}\n(`flowork select --sweep {s.name} sweep.promote=always` "
+                "makes it champion anyway)"
+            )
     except FloworkError as e:
         fail(e)
 

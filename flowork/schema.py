@@ -22,6 +22,11 @@ class Direction(StrEnum):
     maximize = "maximize"
 
 
+class Promote(StrEnum):
+    better = "better"  # only past a champion evaluated the same way (data, target, horizon, metric, folds) and beaten
+    always = "always"  # whatever the champion was
+
+
 @dataclass
 class TargetConfig:
     column: str = MISSING  # the column to forecast
@@ -93,6 +98,7 @@ class SweepConfig:
     sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 0})
     pruner: Any = None  # e.g. {_target_: optuna.pruners.MedianPruner, n_warmup_steps: 2}
     select: bool = True  # register the best model as `champion` when the sweep ends
+    promote: Promote = Promote.better  # when the alias moves to it (select.py: `promotion`)
 
 
 class ChartSet(StrEnum):

@@ -105,8 +105,10 @@ def champion(
     sweep_dir: str,
     model_name: str,
     root: str | None = None,
+    promote: str = "better",
 ) -> dict[str, Any]:
-    """Refit the best row's trial (DESIGN §4), log it, register it under `model_name` with alias `champion`."""
+    """Refit the best row's trial (DESIGN §4), log it, register it under `model_name`; the alias `champion` moves
+    to it as `promote` says (`promotion`)."""
     import os
 
     from flowork.run import run
@@ -122,7 +124,8 @@ def champion(
     tags = {"flowork.sweep": sweep, "flowork.role": ALIAS, "flowork.source_trial": f"{best['study']}#{best['trial']}"}
     with refit_job(cfg, str(Path(sweep_dir, ALIAS))):
         result = run(cfg, root=root or os.getcwd(), parent_run_id=parent_run_id, extra_tags=tags)
-    version = register(tracker, result.model_uri, model_name, result.run_id, tags)
+    promoted, why = promotion(tracker.client, model_name, str(result.run_id), promote)
+    version = register(tracker, result.model_uri, model_name, tags, alias=promoted)
     summary = {
         "sweep": sweep,
         "model": best["model"],
@@ -136,21 +139,74 @@ def champion(
         "champion_run_id": result.run_id,
         "registered_model": model_name,
         "version": version,
-        "alias": ALIAS,
-        "model_uri": f"models:/{model_name}@{ALIAS}",
+        "alias": ALIAS if promoted else None,
+        "promotion": why,
+        "model_uri": f"models:/{model_name}@{ALIAS}" if promoted else f"models:/{model_name}/{version}",
     }
     Path(sweep_dir, "best.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(summary)))
     summary["cfg"] = cfg  # for the charts of the champion (not part of best.yaml)
     log.info(
-        "champion: %s (trial %s) cv %.4f, holdout %.4f -> %s version %s",
+        "best: %s (trial %s) cv %.4f, holdout %.4f -> %s version %s, %s: %s",
         best["model"],
         best["trial"],
         best["best"],
         result.holdout,
         model_name,
         version,
+        f"now {ALIAS}" if promoted else f"not {ALIAS} (set sweep.promote=always to make it)",
+        why,
     )
     return summary
+
+
+# How a run was scored: two runs' CV metrics are comparable only when all of these agree.
+EVALUATION = (
+    "data.target.column",
+    "data.target.horizon",
+    "data.freq",
+    "data.backtest.folds",
+    "data.backtest.min_train",
+    "data.holdout",
+    "metric.name",
+    "metric.direction",
+)
+
+
+def evaluation(run: Any) -> dict[str, str | None]:
+    scored = {key: run.data.params.get(key) for key in EVALUATION}
+    scored["data (digest)"] = run.data.tags.get("flowork.data_digest")
+    return scored
+
+
+def promotion(client: Any, model_name: str, run_id: str, promote: str) -> tuple[bool, str]:
+    """Whether the model of `run_id` takes the alias from the current champion, and why. With promote=better it does
+    only when it beats the champion's CV metric on the same evaluation: a quick sweep of one model, or a sweep
+    of another horizon, must not replace a better model that is being served."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_model_version_by_alias(model_name, ALIAS)
+    except MlflowException as e:
+        if e.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:  # no such model, or no alias yet
+            return True, f"{model_name} had no {ALIAS}"
+        raise
+    if promote == "always":
+        return True, f"sweep.promote=always (the {ALIAS} was version {current.version})"
+    new = client.get_run(run_id)
+    try:
+        old = client.get_run(current.run_id)
+    except MlflowException:
+        return True, f"the run of the {ALIAS} (version {current.version}) no longer exists"
+    ours, theirs = evaluation(new), evaluation(old)
+    differ = [f"{key} {theirs[key]} -> {ours[key]}" for key in ours if ours[key] != theirs[key]]
+    if differ:
+        return False, f"the {ALIAS} (version {current.version}) was evaluated otherwise: {', '.join(differ)}"
+    metric = f"cv_{ours['metric.name']}"
+    mine, its = new.data.metrics.get(metric), old.data.metrics.get(metric)
+    if its is None or not math.isfinite(its):
+        return True, f"the {ALIAS} (version {current.version}) has no {metric}"
+    beats = mine is not None and (mine < its if ours["metric.direction"] == "minimize" else mine > its)
+    return beats, f"{metric} {mine:.4f} vs {its:.4f} of the {ALIAS} (version {current.version})"
 
 
 @contextmanager
@@ -190,12 +246,14 @@ def check_model_name(name: str) -> None:
         ) from None
 
 
-def register(tracker: Any, model_uri: str | None, name: str, run_id: str | None, tags: dict[str, str]) -> str:
+def register(tracker: Any, model_uri: str | None, name: str, tags: dict[str, str], alias: bool) -> str:
+    """A new version of the registered model `name`; with `alias`, the `champion` alias moves to it."""
     import mlflow
 
     if model_uri is None:
         raise FloworkError("the champion run logged no model", fix="keep tracking.log_model=true for selection")
     mlflow.set_tracking_uri(tracker.uri)
     version = mlflow.register_model(model_uri, name, tags=tags)
-    tracker.client.set_registered_model_alias(name, ALIAS, version.version)
+    if alias:
+        tracker.client.set_registered_model_alias(name, ALIAS, version.version)
     return str(version.version)

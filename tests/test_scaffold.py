@@ -63,8 +63,13 @@ def test_init_example_add_model_check_and_sweep(project):
     board = (project / "multirun/first/leaderboard.md").read_text()
     rows = {line.split("|")[2].strip(): line for line in board.splitlines()[2:]}
     assert set(rows) == {"ridge", "my_model"} and all("2 / 0 / 0" in line for line in rows.values())
-    again = cli("select", "--sweep", "first", cwd=project)  # on demand: a new champion version from the same sweep
+    # on demand: a new version from the same sweep; no better than the champion, so the alias stays, unless forced
+    again = cli("select", "--sweep", "first", cwd=project)
     assert again.returncode == 0 and "(version 2)" in again.stdout, again.stderr[-2000:]
+    assert "not champion: cv_mae" in again.stdout and "sweep.promote=always" in again.stdout
+    forced = cli("select", "--sweep", "first", "sweep.promote=always", cwd=project)
+    assert forced.returncode == 0 and "@champion (version 3)" in forced.stdout, forced.stderr[-2000:]
+    assert "not champion" not in forced.stdout
     report = cli("report", cwd=project)  # the latest sweep by default
     assert report.returncode == 0 and (project / "multirun/first/report.html").stat().st_size > 100_000
 

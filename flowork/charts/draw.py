@@ -9,6 +9,7 @@ come from the run's `predictions.csv`; explanations from one refit of the trial 
 
 from __future__ import annotations
 
+import html
 import json
 import tempfile
 import time
@@ -227,13 +228,16 @@ def sweep_report(
     sections = [("Sweep", report.table_html(rows, metric) + note, sweep_pngs)]
     if champion is not None and champion["model"] in per_model:
         charts = per_model[champion["model"]]
+        promoted = champion.get("alias", "champion") is not None  # best.yaml of a sweep before `promotion`: it was
         log_charts(tracker, champion["champion_run_id"], charts)
         text = (
             f"<p>{champion['model']} trial {champion['trial']}: CV {metric} {champion['cv']:.4f}, holdout {metric} "
             f"{champion['holdout']:.4f}; registered as <code>{champion['model_uri']}</code> (version "
-            f"{champion['version']}). Explanations: the trial refit on the development rows, on the holdout.</p>"
+            f"{champion['version']}{'' if promoted else ', not champion: ' + html.escape(champion['promotion'])}). "
+            "Explanations: the trial refit on the development rows, on the holdout.</p>"
         )
-        sections.append((f"Champion: {champion['model']} (trial {champion['trial']})", text, charts))
+        title = "Champion" if promoted else "Best of the sweep"
+        sections.append((f"{title}: {champion['model']} (trial {champion['trial']})", text, charts))
     for r in rows:
         if r["model"] not in per_model:
             continue

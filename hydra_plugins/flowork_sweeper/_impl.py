@@ -182,6 +182,7 @@ class FloworkSweeperImpl:
                 parent_run_id=sweep_run,
                 sweep_dir=sweep_dir,
                 model_name=str(self.config.tracking.model_name),
+                promote=str(self.config.sweep.promote),
             )
         if self.config.charts.trials != "none":  # charts.report=false: charts in MLflow, no HTML page
             from flowork.charts.draw import sweep_report
