@@ -281,7 +281,7 @@ def step_key(step: Callable[..., Any] | None) -> Any:
 def built(pipeline: Pipeline, raw: pd.DataFrame, key: tuple[Any, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(cleaned rows, features) of the data, built once per process for the same data and feature functions (the
     contract makes them stateless): a study's trials that sample only model params share them (~3 ms a trial here,
-    far more on long series). Copies: a training function may change its frame. The last two are kept."""
+    far more on long series). The last two are kept; each trial gets copies, as it got frames of its own."""
     if key not in BUILT:
         clean = pipeline.cleaned(raw)
         BUILT[key] = clean, pipeline.features(clean)
