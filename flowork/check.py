@@ -50,7 +50,7 @@ def training_contract(cfg: DictConfig, raw: Any, root: str) -> str:
     from flowork.run import pipeline_of
 
     instantiate.ensure_importable(root)
-    pipeline = pipeline_of(cfg, f"conf/features (model {cfg.model.name})")
+    pipeline = pipeline_of(cfg.features, f"conf/features (model {cfg.model.name})")
     clean = pipeline.cleaned(raw)
     X = pipeline.features(clean)
     leakage_check(raw, pipeline, X)
@@ -155,7 +155,7 @@ def run_checks(root: Path, rows: int = 400) -> Iterator[Result]:
             cfg = composed(f"features={f}")
             instantiate.ensure_importable(str(root))
             raw = data.load(cfg.data, str(root)).head(rows)
-            pipeline = pipeline_of(cfg, f"conf/features/{f}.yaml")
+            pipeline = pipeline_of(cfg.features, f"conf/features/{f}.yaml")
             X = pipeline(raw)
             leakage_check(raw, pipeline, X)
             return f"{X.shape[1]} columns on the default data"

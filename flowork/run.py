@@ -131,11 +131,12 @@ def metric_of(target: str, where: str) -> Callable[[Any, Any], float]:
     return score
 
 
-def pipeline_of(cfg: DictConfig, where: str) -> Pipeline:
-    clean = cfg.features.clean
+def pipeline_of(features: Any, where: str) -> Pipeline:
+    """The user's feature functions of a `features` node (config or plain dict) bound to their arguments."""
+    clean = features["clean"]
     return Pipeline(
         clean=instantiate.bind(clean, where=f"{where}, key `features.clean`") if clean is not None else None,
-        build=instantiate.bind(cfg.features.build, where=f"{where}, key `features.build`"),
+        build=instantiate.bind(features["build"], where=f"{where}, key `features.build`"),
         where=where,
     )
 
@@ -164,10 +165,12 @@ def run(
     where_features = f"conf/features/{choices.get('features', '<option>')}.yaml"
     where_model = f"conf/model/{choices.get('model', '<option>')}.yaml, key `model.train`"
 
+    # the config as plain values, once (~2 ms a trial): the user's functions are bound from it, and it is logged
+    values: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
     # Bind every user function first: a wrong _target_ or key fails before data is read or a run is created.
-    pipeline = pipeline_of(cfg, where_features)
-    params: dict[str, Any] = OmegaConf.to_container(cfg.model.params, resolve=True)  # type: ignore[assignment]
-    train_fn = instantiate.bind(cfg.model.train, where=where_model, call_args=2)
+    pipeline = pipeline_of(values["features"], where_features)
+    params: dict[str, Any] = values["model"]["params"]
+    train_fn = instantiate.bind(values["model"]["train"], where=where_model, call_args=2)
     instantiate.check_call(train_fn, 2, params, where=where_model)
     metric = metric_of(cfg.metric._target_, f"conf/metric/{choices.get('metric', '<option>')}.yaml")
 
@@ -182,7 +185,7 @@ def run(
     from flowork.tracking import flatten, git_state, redact, tracker_for
 
     tracker = tracker_for(cfg.tracking, root)
-    resolved = redact(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    resolved = redact(values)  # a copy: `params` and the bound functions keep the real values
     tags = {"flowork.model": cfg.model.name, **git_state(os.path.abspath(root)), **(extra_tags or {})}
     trial = TRIAL.get()
     name = str(cfg.model.name)

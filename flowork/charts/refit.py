@@ -33,7 +33,7 @@ def holdout_fit(cfg: DictConfig, root: str) -> HoldoutFit:
     cfg = validate(cfg)
     instantiate.ensure_importable(root)
     where = f"conf/model/{cfg.model.name}.yaml, key `model.train`"
-    pipeline = pipeline_of(cfg, f"conf/features (model {cfg.model.name})")
+    pipeline = pipeline_of(cfg.features, f"conf/features (model {cfg.model.name})")
     params: dict[str, Any] = OmegaConf.to_container(cfg.model.params, resolve=True)  # type: ignore[assignment]
     train_fn = instantiate.bind(cfg.model.train, where=where, call_args=2)
     if "reporter" in inspect.signature(train_fn).parameters:
