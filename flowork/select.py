@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from flowork.errors import FloworkError
+from flowork.tracking import redact_overrides
 
 log = logging.getLogger("flowork.select")
 ALIAS = "champion"
@@ -85,7 +86,8 @@ def render(rows: list[dict[str, Any]], metric: str = "metric") -> str:
 
 def write_leaderboard(rows: list[dict[str, Any]], sweep_dir: str, metric: str = "metric") -> None:
     Path(sweep_dir, "leaderboard.md").write_text(render(rows, metric) + "\n")
-    Path(sweep_dir, "leaderboard.json").write_text(json.dumps(rows, indent=2, default=str))
+    shared = [{**r, "overrides": r["overrides"] and redact_overrides(r["overrides"])} for r in rows]
+    Path(sweep_dir, "leaderboard.json").write_text(json.dumps(shared, indent=2, default=str))
     try:
         from rich.console import Console
         from rich.markdown import Markdown
@@ -134,7 +136,7 @@ def champion(
         "cv_std": best["std"],
         "holdout": result.holdout,
         "params": best["params"],
-        "overrides": overrides,
+        "overrides": redact_overrides(overrides),
         "trial_run_id": best["run_id"],
         "champion_run_id": result.run_id,
         "registered_model": model_name,

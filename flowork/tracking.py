@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,18 @@ def redact(node: Any, secrets: list[str] | None = None) -> Any:
     if isinstance(node, list):
         return [redact(v, secrets) for v in node]
     return scrub(node, secrets) if isinstance(node, str) else node
+
+
+def redact_overrides(overrides: Iterable[str]) -> list[str]:
+    """Command-line overrides as written to files people read and share (best.yaml, the leaderboard, a trial's
+    overrides.yaml): a secret-looking key's value replaced, credentials in any other value scrubbed."""
+    secrets = env_secrets()
+    out = []
+    for override in overrides:
+        key, is_set, _ = override.partition("=")
+        secret = is_set and looks_secret(key.rsplit(".", 1)[-1])
+        out.append(f"{key}={REDACTED}" if secret else scrub(override, secrets))
+    return out
 
 
 def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flowork.run import run
-from flowork.tracking import REDACTED, flatten, get_tracker, redact, scrub
+from flowork.tracking import REDACTED, flatten, get_tracker, redact, redact_overrides, scrub
 from tests.conftest import ROOT, sweep, sweep_args
 from user_code.models import ridge
 
@@ -75,6 +75,22 @@ def test_values_of_secret_environment_variables_are_scrubbed_wherever_they_appea
     )
 
 
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("+model.params.api_token=hunter2", "+model.params.api_token=***"),
+        ("data.read_options.storage_options.secret=s", "data.read_options.storage_options.secret=***"),
+        ("tracking.uri=https://me:hunter2@mlflow.example.com", "tracking.uri=https://***@mlflow.example.com"),
+        ("data.uri=s3://b/x.csv?token=zz&v=1", "data.uri=s3://b/x.csv?token=***&v=1"),
+        ("model.params.max_depth=6", "model.params.max_depth=6"),
+        ("~model.params.password", "~model.params.password"),  # a deletion names no value
+        ("model=xgb", "model=xgb"),
+    ],
+)
+def test_command_line_overrides_written_to_files_hide_credentials(override, shown):
+    assert redact_overrides([override]) == [shown]
+
+
 def test_a_run_logs_no_secret(make_cfg, store):
     cfg = make_cfg(
         "model=ridge", "model.train._target_=tests.test_tracking.train_with_token", "+model.params.api_token=hunter2"
@@ -85,6 +101,22 @@ def test_a_run_logs_no_secret(make_cfg, store):
     assert r.data.params["model.params.api_token"] == REDACTED
     config_yaml = client.download_artifacts(result.run_id, "config.yaml")
     assert "hunter2" not in Path(config_yaml).read_text()
+
+
+def test_a_sweep_keeps_a_command_line_credential_out_of_its_files_and_says_where_it_is(tmp_path, short_csv):
+    """Only the Optuna storage keeps it (trials are rebuilt from their overrides), and the sweep says so."""
+    out = sweep(
+        *sweep_args(tmp_path, short_csv),
+        "model=ridge",
+        "search.n_trials=2",
+        "model.train._target_=tests.test_tracking.train_with_token",
+        "+model.params.api_token=hunter2",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "model.params.api_token: a credential on the command line" in out.stdout
+    holding = {p.name for p in tmp_path.rglob("*") if p.is_file() and b"hunter2" in p.read_bytes()}
+    assert holding == {"optuna.journal"}  # not best.yaml, the leaderboard, overrides.yaml, config.yaml, mlflow.db
+    assert "api_token=***" in (tmp_path / "sweeps/s/best.yaml").read_text()
 
 
 def write_runs(uri: str, worker: int, n: int) -> None:

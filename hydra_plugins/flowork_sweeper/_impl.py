@@ -214,11 +214,19 @@ class FloworkSweeperImpl:
         from flowork.schema import validate
         from flowork.search import build_space, key_of, overrides_of, split_arguments
         from flowork.studies import study_name
+        from flowork.tracking import redact_overrides
 
         models, sweeps, plain = split_arguments(arguments)
         plain = [o for o in plain if key_of(o) != "sweep.name"]  # set once, resolved, below
         models = models or [str(self.config.model.name)]
         fixed = {key_of(o) for o in plain}
+        secret = [key_of(o) for o, shown in zip(plain, redact_overrides(plain), strict=True) if o != shown]
+        if secret:  # the trials are rebuilt from their overrides on resume and by `flowork select`
+            log.warning(
+                "%s: a credential on the command line is kept as given in the sweep's Optuna storage (hidden in "
+                "MLflow and the sweep's files); give it as an environment variable instead: key='${oc.env:VAR}'",
+                ", ".join(secret),
+            )
         studies = []
         base = [f"sweep.name={name}"]
         for model in models:

@@ -25,6 +25,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from flowork.tracking import redact, redact_overrides
+
 log = logging.getLogger("flowork.sweep")
 
 
@@ -256,7 +258,7 @@ class TrialWorker:
         if h.output_subdir is not None:
             meta = Path(output_dir, str(h.output_subdir))
             meta.mkdir(exist_ok=True)
-            meta.joinpath("overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+            meta.joinpath("overrides.yaml").write_text("".join(f"- {o}\n" for o in redact_overrides(overrides)))
         configure_log(h.job_logging, h.verbose)
         ret = JobReturn(overrides=list(overrides), cfg=job.task, hydra_cfg=hydra.cfg, working_dir=os.getcwd())
         callbacks = self.hydra_context.callbacks
@@ -295,7 +297,8 @@ class TrialWorker:
             if job.config.hydra.output_subdir is not None:  # the study's composed config, once, next to its trials
                 study_dir = Path(str(job.config.hydra.sweep.dir), s.model, str(job.config.hydra.output_subdir))
                 study_dir.mkdir(parents=True, exist_ok=True)
-                study_dir.joinpath("config.yaml").write_text(OmegaConf.to_yaml(job.task))
+                task = OmegaConf.to_container(job.task, enum_to_str=True)  # interpolations (${oc.env:...}) kept
+                study_dir.joinpath("config.yaml").write_text(OmegaConf.to_yaml(redact(task)))
         if not job.groups.isdisjoint(params):
             return StudyJob.of(self.hydra_context.config_loader.load_sweep_config(self.config, overrides))
         try:
