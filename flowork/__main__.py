@@ -27,6 +27,8 @@ log = logging.getLogger("flowork")
 def main(cfg: DictConfig) -> float:
     from flowork.run import run
 
+    if is_single_run():
+        hide_command_line_secrets()
     try:
         result = run(cfg)
     except FloworkError as e:
@@ -40,6 +42,18 @@ def main(cfg: DictConfig) -> float:
         raise
     log.info("cv %s = %.4f ± %.4f, holdout %.4f", cfg.metric.name, result.objective, result.std, result.holdout)
     return result.objective
+
+
+def hide_command_line_secrets() -> None:
+    """A single run's `.hydra/` files, as Hydra wrote them, keep no credential given on the command line (a sweep
+    writes its trials' files itself, redacted)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from flowork.tracking import redact_job_files
+
+    hydra = HydraConfig.get()
+    if hydra.output_subdir is not None:
+        redact_job_files(Path(hydra.runtime.output_dir, hydra.output_subdir), list(hydra.overrides.task))
 
 
 def is_single_run() -> bool:

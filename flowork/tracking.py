@@ -77,6 +77,33 @@ def redact_overrides(overrides: Iterable[str]) -> list[str]:
     return out
 
 
+def redact_job_files(meta: Path, overrides: list[str]) -> None:
+    """Hydra's record of a single run (`<run dir>/.hydra/`: overrides.yaml, config.yaml, hydra.yaml), written before
+    the job starts, rewritten without the command line's credentials as a sweep writes its own files."""
+    from omegaconf import OmegaConf
+
+    hidden = {o: r for o, r in zip(overrides, redact_overrides(overrides), strict=True) if o != r}
+
+    def hide(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {k: hide(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [hide(v) for v in node]
+        if isinstance(node, str):
+            for original, redacted in hidden.items():  # override lists and hydra.job.override_dirname
+                node = node.replace(original.lstrip("+~"), redacted.lstrip("+~"))
+        return node
+
+    for name in ("overrides.yaml", "config.yaml", "hydra.yaml"):
+        path = meta / name
+        if not path.is_file():
+            continue
+        before = OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # interpolations stay as written
+        after = redact(hide(before))
+        if after != before:
+            OmegaConf.save(OmegaConf.create(after), path)
+
+
 def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """`{"a": {"b": 1}}` -> `{"a.b": "1"}` (MLflow params: values cut at MLflow's 6000 characters)."""
     out: dict[str, str] = {}

@@ -119,6 +119,34 @@ def test_a_sweep_keeps_a_command_line_credential_out_of_its_files_and_says_where
     assert "api_token=***" in (tmp_path / "sweeps/s/best.yaml").read_text()
 
 
+def test_a_single_run_keeps_a_command_line_credential_out_of_its_files(tmp_path, short_csv):
+    """Hydra writes the run's `.hydra/` files before the job starts; flowork rewrites them redacted."""
+    args = [a for a in sweep_args(tmp_path, short_csv) if not a.startswith(("hydra.sweep", "sweep."))]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowork",
+            *args,
+            f"hydra.run.dir={tmp_path}/run",
+            "model=ridge",
+            "model.train._target_=tests.test_tracking.train_with_token",
+            "+model.params.api_token=hunter2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    holding = {p.name for p in tmp_path.rglob("*") if p.is_file() and b"hunter2" in p.read_bytes()}
+    assert holding == set()  # not .hydra/overrides.yaml, config.yaml or hydra.yaml, nor the MLflow store
+    meta = tmp_path / "run/.hydra"
+    assert "+model.params.api_token=***" in (meta / "overrides.yaml").read_text()
+    assert "api_token=***" in (meta / "hydra.yaml").read_text()
+    assert "data.uri" not in (meta / "config.yaml").read_text()  # the config, not the overrides, is kept there
+
+
 def write_runs(uri: str, worker: int, n: int) -> None:
     """What one job process does to the store: open it (creating it if missing), then write complete runs."""
     tracker = get_tracker(uri, "race", None)
