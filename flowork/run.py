@@ -267,6 +267,11 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> s
         columns=list(map(str, raw.columns)),
         history=history,
         features=list(map(str, X.columns)),
+        ranges={
+            str(c): (float(raw[c].min()), float(raw[c].max()))
+            for c in raw.columns
+            if pd.api.types.is_numeric_dtype(raw[c]) and raw[c].notna().any()
+        },
     )
     return log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
 

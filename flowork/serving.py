@@ -27,6 +27,7 @@ class ForecastSpec:
     columns: list[str]  # raw columns a request must carry (besides the time column)
     history: int  # raw rows needed to forecast from the last one
     features: list[str]  # the columns the model was trained on
+    ranges: dict[str, tuple[float, float]] | None = None  # each numeric raw column's (min, max) in training
 
 
 class BadRequest(ValueError):
@@ -58,6 +59,7 @@ class Forecaster(PythonModel):
             raise BadRequest(e.what) from None
         if len(frame) < s.history:
             raise BadRequest(f"too little history: {len(frame)} rows given, this model needs at least {s.history}")
+        check_values(frame, s.ranges or {})
         X = self.pipeline(frame)
         if list(map(str, X.columns)) != s.features:
             lost = sorted(set(s.features) - set(map(str, X.columns)))
@@ -99,6 +101,24 @@ class Forecaster(PythonModel):
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
             raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def check_values(frame: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> None:
+    """BadRequest for a value the model would extrapolate from blindly: infinite, or farther outside the training
+    range than the range is wide (Kelvin sent for Celsius, a -9999 missing-value code). A new record a little past
+    the training range is served: real data sets records."""
+    import numpy as np
+
+    for column, (lo, hi) in ranges.items():
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        span = (hi - lo) or abs(hi) or 1.0
+        far = (values < lo - span) | (values > hi + span)  # NaN compares False: a missing value is clean()'s job
+        if far.any():
+            k = int(np.argmax(far))
+            raise BadRequest(
+                f"{column} = {values[k]:g} at {frame.index[k]} is far outside the values the model was trained on "
+                f"({lo:g} to {hi:g}): check the units, and send null (not a code like -9999) for a missing value"
+            )
 
 
 @functools.cache

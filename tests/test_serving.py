@@ -156,6 +156,10 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
             ),
             "not a regular 'D' grid",
         ),
+        # values far outside the training range (temp_max -1.6..35.6 °C, wind 0.4..9.5 m/s): not extrapolated
+        "Kelvin": (records(changed({(len(rows) - 1, "temp_max"): 285.0})), "temp_max = 285 at"),
+        "missing-value code": (records(changed({(len(rows) - 2, "wind"): -9999.0})), "wind = -9999 at"),
+        "infinite": (records(changed({(len(rows) - 3, "temp_min"): float("inf")})), "temp_min = inf at"),
         "empty": (json.dumps({"dataframe_records": []}), ""),
         "not JSON": ("{not json", ""),
         "no body": ("", ""),
@@ -166,5 +170,7 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
         assert fragment in body.get("message", ""), (name, body)
     status, body = post(port, records(changed({(len(rows) - 1, "wind"): None})))  # a gap clean() fills
     assert status == 200
+    status, body = post(port, records(changed({(len(rows) - 1, "temp_max"): 38.0})))  # a new record is served
+    assert status == 200, body
     status, body = post(port, records(rows))  # still up, still right
     assert status == 200 and body["predictions"][0]["temp_max_forecast"] == pytest.approx(offline, rel=1e-6)
