@@ -214,11 +214,15 @@ def init(
     from flowork.scaffold import init as scaffold
 
     try:
-        steps = scaffold(directory, example, force)
+        steps, replaced = scaffold(directory, example, force)
     except FloworkError as e:
         fail(e)
     except OSError as e:  # a file in the way, no permission, a read-only filesystem
         fail(FloworkError(f"cannot create the project in {directory}: {e.strerror or e}", fix="choose another DIR"))
+    if replaced:
+        typer.echo(
+            f"replaced {len(replaced)} existing file(s): {', '.join(replaced[:10])}{' ...' * (len(replaced) > 10)}"
+        )
     typer.echo(f"created {directory} ({example}). Next:\n  cd {directory}\n  " + "\n  ".join(steps))
 
 

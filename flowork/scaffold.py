@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -40,19 +41,31 @@ def flowork_source() -> str:
     return f"-e '{root}[all]'" if (root / "pyproject.toml").exists() else "'flowork[all]'"
 
 
-def init(target: Path, example: str = "temperature", force: bool = False) -> list[str]:
-    """Create a project in `target`; returns the numbered next steps."""
+def init(target: Path, example: str = "temperature", force: bool = False) -> tuple[list[str], list[str]]:
+    """Create a project in `target`; returns (the numbered next steps, the files it replaced: only with force).
+
+    The project is assembled apart and then copied in, so that `--force` into an existing project replaces only
+    files of the same names: the blank example's pruning never touches the user's own files (their data/)."""
     if example not in ("temperature", "blank"):
         raise FloworkError(f"unknown example {example!r}", fix="use --example temperature or --example blank")
     if target.exists() and any(target.iterdir()) and not force:
         raise FloworkError(f"{target} is not empty", fix="choose a new directory, or pass --force to write into it")
-    source = example_source()
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", target.resolve().name).strip("-") or "forecast"
-    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp)
+        steps = assemble(staged, name, example)
+        files = sorted(p.relative_to(staged) for p in staged.rglob("*") if p.is_file())
+        replaced = [str(f) for f in files if (target / f).exists()]
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(staged, target, dirs_exist_ok=True)
+    return steps, replaced
+
+
+def assemble(target: Path, name: str, example: str) -> list[str]:
+    """Write the project `name` into the empty directory `target`; returns the next steps."""
+    source = example_source()
     for part in EXAMPLE_FILES:
-        shutil.copytree(
-            source / part, target / part, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "local")
-        )
+        shutil.copytree(source / part, target / part, ignore=shutil.ignore_patterns("__pycache__", "local"))
     config = (target / "conf" / "config.yaml").read_text()
     config = re.sub(r"experiment: \S+", f"experiment: {name}", config)
     config = re.sub(r"model_name: \S+", f"model_name: {name}-forecaster", config)

@@ -83,6 +83,20 @@ def test_init_refuses_a_non_empty_directory(tmp_path):
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
+def test_init_force_replaces_only_files_of_the_same_names_and_lists_them(tmp_path):
+    project = tmp_path / "p"
+    assert cli("init", "p", cwd=tmp_path).returncode == 0
+    (project / "data" / "mine.csv").write_text("date,y\n")  # the user's own files, in folders the blank example prunes
+    (project / "conf" / "model" / "mine.yaml").write_text("name: mine\n")
+    (project / "Makefile").write_text("edited\n")
+    out = cli("init", "p", "--example", "blank", "--force", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (project / "data" / "mine.csv").read_text() == "date,y\n"
+    assert (project / "conf" / "model" / "mine.yaml").exists()
+    assert (project / "Makefile").read_text() != "edited\n"
+    assert "replaced" in out.stdout and "Makefile" in out.stdout
+
+
 def test_blank_project_points_at_what_to_fill(tmp_path):
     assert cli("init", "blank", "--example", "blank", cwd=tmp_path).returncode == 0
     project = tmp_path / "blank"
