@@ -123,11 +123,15 @@ class FloworkSweeperImpl:
         extra = _ray.worker_overrides(self.config, sweep_dir) if slots else []
         if warming is not None:
             warming.join()
-        launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=self.hydra_context,
-            task_function=TrialWorker(plan, self.hydra_context, self.task_function, self.config),
-            config=self.config,
-        )
+        worker = TrialWorker(plan, self.hydra_context, self.task_function, self.config)
+        # One worker in this very process is called directly: a launcher would compose the worker's config again
+        # and wrap it in a job of its own (~0.1 s) only to run it right here.
+        here = workers == 1 and self.trials_in_this_process(slots)
+        launcher = None
+        if not here:
+            launcher = Plugins.instance().instantiate_launcher(
+                hydra_context=self.hydra_context, task_function=worker, config=self.config
+            )
         from flowork.progress import Progress
 
         try:
@@ -138,7 +142,7 @@ class FloworkSweeperImpl:
                         for k in range(workers)
                     ]
                     try:
-                        returns = launcher.launch(worker_overrides, initial_job_idx=0)
+                        returns = worker.here() if launcher is None else launcher.launch(worker_overrides, 0)
                         died = False
                     except Exception as e:  # e.g. joblib's TerminatedWorkerError: a trial killed its process
                         log.warning("a worker died (%s: %s); closing its trials", type(e).__name__, e)

@@ -102,7 +102,18 @@ class TrialWorker:
         self.jobs: dict[str, StudyJob] = {}  # composed config of each study, per worker process
         self.relocated = False
 
-    def __call__(self, worker_cfg: DictConfig) -> dict[str, int]:
+    def here(self) -> list[JobReturn]:
+        """The sweep's only worker, run in the sweep's process without a launcher: its return as a launcher's."""
+        ret = JobReturn(overrides=[], cfg=self.config, working_dir=os.getcwd())
+        try:
+            ret.return_value = self(self.config, worker=0)
+            ret.status = JobStatus.COMPLETED
+        except Exception as e:  # as a launcher reports it: raise_worker_errors surfaces it
+            ret.return_value = e
+            ret.status = JobStatus.FAILED
+        return [ret]
+
+    def __call__(self, worker_cfg: DictConfig, worker: int | None = None) -> dict[str, int]:
         import optuna
 
         from flowork import instantiate
@@ -113,7 +124,8 @@ class TrialWorker:
 
         from ._project import enter_project
 
-        worker = int(HydraConfig.get().job.num)  # the task config has no `hydra` node
+        if worker is None:  # started by a launcher, as its job number k (the task config has no `hydra` node)
+            worker = int(HydraConfig.get().job.num)
         # a Ray worker starts elsewhere (another directory, maybe another machine): into the project first; the
         # sweep's own process (basic launcher, one joblib job) is there, its tracking process still creating the store
         if os.getpid() != self.plan.sweep_pid:
