@@ -33,6 +33,22 @@ def local_stamp(uri: str) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size) if st else None
 
 
+def not_found(uri: str) -> FloworkError:
+    return FloworkError(
+        f"data file not found: {uri}",
+        where=f"{WHERE}, key `data.uri`",
+        fix="check the path (relative paths start at the project root) or override it: data.uri=...",
+    )
+
+
+def check_found(data_cfg: Any, root: str) -> None:
+    """The error load() would give for a local data file that does not exist, without reading anything: a sweep
+    checks before its first trial rather than failing every trial the same way."""
+    uri = resolve_uri(str(data_cfg.uri), root)
+    if (uri.startswith("file://") or "://" not in uri) and not os.path.exists(uri.removeprefix("file://")):
+        raise not_found(uri)
+
+
 def resolve_uri(uri: str, root: str) -> str:
     """Relative local paths are relative to the project root, not to the job's output directory."""
     if "://" in uri or os.path.isabs(uri):
@@ -69,11 +85,7 @@ def read_frame(uri: str, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
         with fsspec.open(uri, mode="rb", compression="infer") as f:
             return pd.read_csv(f, **options) if fmt == "csv" else pd.read_parquet(f, **options)
     except FileNotFoundError:
-        raise FloworkError(
-            f"data file not found: {uri}",
-            where=f"{WHERE}, key `data.uri`",
-            fix="check the path (relative paths start at the project root) or override it: data.uri=...",
-        ) from None
+        raise not_found(uri) from None
     except ImportError as e:
         raise FloworkError(
             f"cannot open {uri}: {e}",

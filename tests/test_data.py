@@ -15,6 +15,7 @@ import pytest
 
 from flowork import data
 from flowork.errors import FloworkError
+from tests.conftest import ROOT
 
 
 def cfg(uri: str, **kw):
@@ -181,3 +182,22 @@ def test_time_index_keeps_the_columns_asked_for():
     out = data.set_time_index(df, "date", columns=["a", "b"])
     assert list(out.columns) == ["a", "b"] and out.index.name == "date" and out.index[1] == pd.Timestamp("2012-01-02")
     assert list(data.set_time_index(df, "date").columns) == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "missing"),
+    [
+        ("data/seattle_weather_daily.csv", False),  # relative to the project root
+        ("data/nope.csv", True),
+        ("file:///no/such/file.csv", True),
+        ("s3://bucket/weather.csv", False),  # remote: found out when read, not checked ahead
+        ("https://example.com/weather.csv", False),
+    ],
+)
+def test_a_sweep_checks_a_local_data_file_exists_before_its_trials(uri, missing):
+    check = functools.partial(data.check_found, SimpleNamespace(uri=uri), str(ROOT))
+    if missing:
+        with pytest.raises(FloworkError, match="data file not found"):
+            check()
+    else:
+        check()

@@ -117,6 +117,7 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
     [
         ("search.n_trials=0", "has no budget", 0),
         ("search.timeout=-5", "has no budget", 0),
+        ("data.uri=no/such/file.csv", "data file not found", 0),  # not one failed trial per trial
         # MLflow's rule, checked by the tracking process while the first trial runs
         ("tracking.model_name='team/forecaster'", "cannot be registered", 1),
     ],

@@ -215,6 +215,7 @@ class FloworkSweeperImpl:
         store as it was); (plan, the sweep's run)."""
         import optuna
 
+        from flowork.data import check_found
         from flowork.schema import validate
         from flowork.search import build_space, key_of, overrides_of, split_arguments
         from flowork.studies import study_name
@@ -238,6 +239,7 @@ class FloworkSweeperImpl:
             overrides = [*base, f"model={model}", *self.applicable(model, plain), "tracking.log_model=false"]
             composed = self.compose(overrides)
             cfg = validate(composed)
+            check_found(cfg.data, os.getcwd())  # a wrong data.uri fails here, not in every trial
             where = f"conf/search/{model}.yaml"
             if cfg.search.n_trials < 1 or (cfg.search.timeout is not None and cfg.search.timeout <= 0):
                 raise FloworkError(
