@@ -6,7 +6,8 @@ without a traceback; set FLOWORK_TRACEBACK=1 to see one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -16,6 +17,17 @@ class FloworkError(Exception):
     def __init__(self, what: str, *, where: str | None = None, fix: str | None = None) -> None:
         self.what, self.where, self.fix = what, where, fix
         super().__init__(self.render())
+
+    def name_options(self, choices: Mapping[str, str]) -> None:
+        """`conf/<group>/<option>.yaml` in `where` -> the file of the option the job chose, where code deeper down
+        (loading data, planning folds) only knew the group."""
+        if self.where:
+            self.where = re.sub(
+                r"conf/(\w+)/<option>\.yaml",
+                lambda m: f"conf/{m[1]}/{choices.get(m[1], '<option>')}.yaml",
+                self.where,
+            )
+            self.args = (self.render(),)
 
     def render(self) -> str:
         lines = [self.what]

@@ -149,9 +149,17 @@ def run(
     extra_tags: dict[str, str] | None = None,
 ) -> JobResult:
     """Run one job. `root` is the project directory (default: Hydra's original working directory)."""
+    choices = choices_of(cfg)
+    try:
+        return run_job(cfg, choices, root, parent_run_id, extra_tags)
+    except FloworkError as e:
+        e.name_options(choices)  # conf/data/<option>.yaml -> conf/data/seattle_weather.yaml
+        raise
+
+
+def run_job(cfg, choices, root, parent_run_id, extra_tags) -> JobResult:
     from flowork.schema import validate
 
-    choices = choices_of(cfg)
     cfg = validate(cfg, choices)
     root = root or project_root(cfg)
     if cfg.threads < 1:

@@ -84,6 +84,8 @@ def test_the_command_ends_without_teardown_after_its_exit_handlers(tmp_path, wor
         (["data.target.column=temp"], "target column 'temp' is not in the data"),
         (["data.target.horizon=0"], "horizon must be >= 1"),
         (["metric.direction=up"], "invalid config value"),
+        # the file of the chosen option, though the check deep down only knows the config group
+        (["data.holdout=1.5"], "where: conf/data/seattle_weather.yaml, key `data.holdout`"),
     ],
 )
 def test_user_errors_print_without_traceback(tmp_path, short_csv, args, message):

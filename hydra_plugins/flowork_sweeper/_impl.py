@@ -239,7 +239,11 @@ class FloworkSweeperImpl:
             overrides = [*base, f"model={model}", *self.applicable(model, plain), "tracking.log_model=false"]
             composed = self.compose(overrides)
             cfg = validate(composed)
-            check_found(cfg.data, os.getcwd())  # a wrong data.uri fails here, not in every trial
+            try:
+                check_found(cfg.data, os.getcwd())  # a wrong data.uri fails here, not in every trial
+            except FloworkError as e:
+                e.name_options(composed.hydra.runtime.choices)
+                raise
             where = f"conf/search/{model}.yaml"
             if cfg.search.n_trials < 1 or (cfg.search.timeout is not None and cfg.search.timeout <= 0):
                 raise FloworkError(
