@@ -43,7 +43,7 @@ class Pipeline:
             fn,
             df.copy(),
             where=f"{self.where}, key `features.{step}`",
-            fix=f"fix the {step} function, or the values in the data it got (types, missing values)",
+            fix=f"check its arguments there, the {step} function, and the data it got (types, missing values)",
         )
 
     def __call__(self, raw: pd.DataFrame) -> pd.DataFrame:

@@ -60,6 +60,11 @@ def tabular(
     trailing windows ending at t; `categorical` columns become one-hot indicators of their value at t; `calendar`
     is the number of day-of-year sin/cos pairs (True = 1, False = 0).
     """
+    if min(lags, exog_lags, int(calendar)) < 0 or min(windows, default=1) < 1:
+        raise ValueError(
+            f"lags={lags}, exog_lags={exog_lags}, calendar={calendar}, windows={list(windows)}: "
+            "lags and calendar must be >= 0, each window >= 1"
+        )
     cols: dict[str, pd.Series | np.ndarray] = {}
     for k in range(lags):
         cols[f"{target}_lag{k}"] = _lag(df[target], k)
