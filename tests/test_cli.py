@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -95,6 +96,24 @@ def test_user_errors_print_without_traceback(tmp_path, short_csv, args, message)
     assert "Traceback" not in out.stderr
     if args == ["model=nope"]:  # Hydra lists the available options
         assert "ridge" in out.stderr and "darts_nbeats" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: ridge\n  alpha: [1, 2\n", "conf/model/ridge.yaml, line 2, column"),
+        ("name: ridge\nparams: {alpha: 1\n", "conf/model/ridge.yaml, line 3, column"),
+        ('name: "ridge\n', "conf/model/ridge.yaml, line"),
+    ],
+)
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, text, message):
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    (tmp_path / "conf/model/ridge.yaml").write_text(text)
+    out = subprocess.run(
+        [sys.executable, "-m", "flowork", "model=xgb"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "is not valid YAML" in out.stderr and message in out.stderr
 
 
 def test_traceback_flag(tmp_path, short_csv):
