@@ -99,7 +99,7 @@ def run_checks(root: Path, rows: int = 400) -> Iterator[Result]:
     from hydra import compose, initialize_config_dir
 
     from flowork import data
-    from flowork.schema import validate
+    from flowork.schema import check_yaml_syntax, validate
 
     conf = root / "conf"
     if not (conf / "config.yaml").exists():
@@ -108,6 +108,10 @@ def run_checks(root: Path, rows: int = 400) -> Iterator[Result]:
             False,
             f"no conf/config.yaml under {root}: run flowork check in a project (flowork init DIR makes one)",
         )
+        return
+    syntax = attempt("conf/ YAML syntax", lambda: check_yaml_syntax(conf))
+    yield syntax
+    if not syntax.ok:  # every composition would fail the same way
         return
     models = options(conf, "model")
 

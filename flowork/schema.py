@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -187,3 +188,26 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
             fix="use e.g. charts.trials=top charts.top_k=3 (the 3 best trials of each study get charts)",
         )
     return merged
+
+
+def check_yaml_syntax(conf: Path) -> None:
+    """Every YAML file under conf/ parses. Hydra reports a syntax error as a traceback from deep inside its YAML
+    loader; this names the file, line and column instead (~2 ms for the example's 24 files)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for path in sorted(conf.rglob("*.yaml")):
+        where = str(path.relative_to(conf.parent))
+        try:
+            yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+        except UnicodeDecodeError as e:
+            raise FloworkError(f"{where} is not UTF-8 text ({e.reason})", where=where, fix="save it as UTF-8") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise FloworkError(
+                f"{where} is not valid YAML: {getattr(e, 'problem', None) or e}",
+                where=f"{where}{at}",
+                fix="check the indentation there, quote values that contain ': ' or start with a special character, "
+                "and close every bracket and quote",
+            ) from None

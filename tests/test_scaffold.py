@@ -140,6 +140,14 @@ def test_check_catches_leaky_features_and_broken_training(project):
     assert "the metric `text` returned 'low', not a number" in out.stdout
 
 
+def test_check_reports_a_yaml_syntax_error_once(project):
+    (project / "conf/model/xgb.yaml").write_text("name: xgb\n  params: {max_depth: 3\n")
+    out = cli("check", cwd=project)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "conf/model/xgb.yaml" in out.stdout and "not valid YAML" in out.stdout
+    assert "1 check(s) failed" in out.stdout  # not one per option that composes the file
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
