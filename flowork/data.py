@@ -6,6 +6,7 @@ parsed time column, sorted and unique, or a FloworkError that names the problem.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from flowork.errors import FloworkError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 WHERE = "conf/data/<option>.yaml"
+log = logging.getLogger("flowork.data")
 
 
 LOADED: dict[tuple[Any, ...], pd.DataFrame] = {}  # the last local file read and parsed, by path and stamp
@@ -31,6 +33,26 @@ def local_stamp(uri: str) -> tuple[int, int] | None:
     except OSError:
         return None  # read_frame reports it
     return (st.st_mtime_ns, st.st_size) if st else None
+
+
+def warn_text_among_numbers(df: pd.DataFrame) -> None:
+    """A column read as text although nearly all its values are numbers: a typo or a missing-value code in the file,
+    which a model later fails on with a message about its own input. Logged, not an error: the column may be meant
+    as text (a label)."""
+    for column in df.select_dtypes(include=["object", "string"]).columns:
+        values = df[column].dropna()
+        numbers = pd.to_numeric(values, errors="coerce")
+        text = values[numbers.isna()]
+        if len(text) and len(text) <= 0.1 * len(values):
+            log.warning(
+                "data column %r is read as text: %d of %d values are not numbers (first at %s: %r); fix the file, "
+                "or convert the column in features.clean",
+                column,
+                len(text),
+                len(values),
+                text.index[0],
+                text.iloc[0],
+            )
 
 
 def not_found(uri: str) -> FloworkError:
@@ -230,6 +252,7 @@ def load(data_cfg: Any, root: str) -> pd.DataFrame:
                 fix="point data.uri at a file with observations below its header",
             )
         df = set_time_index(frame, data_cfg.time_column, data_cfg.freq)
+        warn_text_among_numbers(df)
         if stamp is not None:
             LOADED.clear()  # one dataset per process is the common case; never grow without bound
             LOADED[key] = df.copy()

@@ -218,6 +218,13 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     tracker.log_dataset(run_id, raw, str(cfg.data.uri), str(cfg.data.target.column), data_key)
     features_key = (data_key, tuple(map(str, raw.columns)), step_key(pipeline.clean), step_key(pipeline.build))
     clean, X = built(pipeline, raw, features_key)
+    if len(X) == 0:
+        raise FloworkError(
+            f"features.build returned no rows from the {len(clean)} rows after cleaning (lags and trailing windows "
+            "need earlier rows; rows with missing values may be dropped too)",
+            where=f"conf/features/{choices_of(cfg).get('features', '<option>')}.yaml, key `features.build`",
+            fix="use more data, or fewer lags and shorter windows",
+        )
     if cfg.features.leakage_check and features_key not in CHECKED:
         leakage_check(raw, pipeline, X)
         CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process

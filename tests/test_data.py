@@ -201,3 +201,20 @@ def test_a_sweep_checks_a_local_data_file_exists_before_its_trials(uri, missing)
             check()
     else:
         check()
+
+
+@pytest.mark.parametrize(
+    ("values", "warned"),
+    [
+        (["1.0", "2.5", "x3.0", *["4"] * 17], True),  # a typo among numbers
+        (["1.0", "-", *["4"] * 18], True),  # a missing-value code
+        (["sun", "rain", *["fog"] * 18], False),  # a label column
+        (["1", "2", *["3"] * 18], False),  # numbers only
+    ],
+)
+def test_text_among_numbers_is_pointed_out_when_the_data_is_read(tmp_path, caplog, values, warned):
+    dates = pd.date_range("2020-01-01", periods=len(values), freq="D").strftime("%Y-%m-%d")
+    pd.DataFrame({"date": dates, "temp_max": range(len(values)), "c": values}).to_csv(tmp_path / "d.csv", index=False)
+    with caplog.at_level("WARNING", logger="flowork.data"):
+        data.load(cfg(str(tmp_path / "d.csv")), root="/")
+    assert ("data column 'c' is read as text" in caplog.text) == warned
