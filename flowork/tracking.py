@@ -35,6 +35,8 @@ SECRET_WORDS = re.compile(r"passw(or)?d|secret|credential|passphrase|connection_
 SECRET_TOKENS = {"pass", "pwd", "token", "auth", "authorization", "sas", "apikey"}
 # ...or ends in `key` (api_key, accessKey, storage_options.key, AZURE_STORAGE_KEY: not keyboard, monkey, key_column).
 SECRET_LAST = {"key", "keys"}
+# The shell's working directories: "pwd" reads as a password, but hiding them would mask every project path logged
+SHELL_PATHS = {"PWD", "OLDPWD"}
 MIN_ENV_SECRET = 6  # shorter values of secret-looking env vars are not scrubbed from text: they would mangle it
 
 
@@ -519,7 +521,9 @@ def redact_uri(uri: str) -> str:
 def env_secrets() -> list[str]:
     """Values of the environment variables that look like credentials (AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...),
     longest first, so a config that interpolates one (`${oc.env:...}`) under an innocent key is still scrubbed."""
-    values = {v for k, v in os.environ.items() if len(v) >= MIN_ENV_SECRET and looks_secret(k)}
+    values = {
+        v for k, v in os.environ.items() if len(v) >= MIN_ENV_SECRET and looks_secret(k) and k not in SHELL_PATHS
+    }
     return sorted(values, key=len, reverse=True)
 
 

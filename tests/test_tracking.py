@@ -67,8 +67,10 @@ def test_values_of_secret_environment_variables_are_scrubbed_wherever_they_appea
     monkeypatch.setenv("MY_DB_PASSWORD", "correct-horse")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEID")  # an identifier, not a secret: kept
     monkeypatch.setenv("SHORT_TOKEN", "ab")  # too short to scrub from text without mangling it
+    monkeypatch.setenv("PWD", "/home/me/project")  # the shell's working directory, not a password: kept
     cfg = {"dsn": "postgresql://db/x?app=correct-horse", "who": "AKIAEXAMPLEID", "n": "ab"}
-    assert redact(cfg) == {"dsn": "postgresql://db/x?app=***", "who": "AKIAEXAMPLEID", "n": "ab"}
+    cfg["data"] = "/home/me/project/data/x.csv"
+    assert redact(cfg) == {**cfg, "dsn": "postgresql://db/x?app=***"}
     assert (
         scrub("Traceback ... connect(password='correct-horse') failed")
         == "Traceback ... connect(password='***') failed"
