@@ -42,8 +42,7 @@ select: install  ## refit the latest sweep's best trial and register it as champ
 	$(BIN)/flowork select $(if $(SWEEP),--sweep $(SWEEP))
 
 serve-best: install  ## serve the champion on 127.0.0.1:$(PORT) (POST /invocations)
-	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models serve -m "models:/$(MODEL_NAME)@champion" \
-		--env-manager local --host 127.0.0.1 --port $(PORT)
+	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/flowork serve --model-name $(MODEL_NAME) --port $(PORT)
 
 test: install  ## fast tests (no slow end-to-end runs), lint
 	$(BIN)/ruff check flowork hydra_plugins user_code tests

@@ -245,6 +245,30 @@ def add_model(
 
 
 @app.command()
+def serve(
+    model_name: Annotated[str, typer.Option(help="the registered model (tracking.model_name)")],
+    tracking_uri: Annotated[
+        str, typer.Option(help="the tracking store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    ] = "",
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
+) -> None:
+    """Serve the champion (models:/NAME@champion) with MLflow's REST server: POST /invocations, raw rows in."""
+    from flowork.serving import champion_uri
+    from flowork.tracking import tracking_uri as resolve_uri
+
+    uri = resolve_uri(tracking_uri or None, str(Path.cwd()))
+    try:
+        model_uri = champion_uri(model_name, uri)
+    except FloworkError as e:
+        fail(e)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # its server's tools
+    serve_cmd = ["models", "serve", "-m", model_uri, "--env-manager", "local", "--host", host, "--port", str(port)]
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", *serve_cmd])  # MLflow's server in this process's place
+
+
+@app.command()
 def version() -> None:
     """Print flowork's version."""
     from importlib.metadata import version as dist_version

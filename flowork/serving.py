@@ -157,6 +157,26 @@ def required_history(raw: pd.DataFrame, pipeline: Any, X_full: pd.DataFrame) -> 
     return hi
 
 
+def champion_uri(model_name: str, tracking_uri: str) -> str:
+    """models:/NAME@champion once the registry has it, else an error that says how to get one (MLflow's own
+    server would start and then fail with a traceback)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from flowork.errors import FloworkError
+    from flowork.tracking import scrub
+
+    try:
+        MlflowClient(tracking_uri).get_model_version_by_alias(model_name, "champion")
+    except MlflowException as e:
+        raise FloworkError(
+            f"no champion of {model_name!r} in {scrub(tracking_uri)}: {str(e.message).splitlines()[0]}",
+            where="tracking.model_name and tracking.uri (make: MODEL_NAME, MLFLOW_TRACKING_URI)",
+            fix="run a sweep first (make run); `flowork select` registers the best trial of one that ran",
+        ) from None
+    return f"models:/{model_name}@champion"
+
+
 def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_example: pd.DataFrame, root: str) -> str:
     """Log the forecaster as an MLflow pyfunc that carries the project's user_code (no checkout needed to serve)."""
     import logging

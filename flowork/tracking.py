@@ -521,9 +521,7 @@ def redact_uri(uri: str) -> str:
 def env_secrets() -> list[str]:
     """Values of the environment variables that look like credentials (AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...),
     longest first, so a config that interpolates one (`${oc.env:...}`) under an innocent key is still scrubbed."""
-    values = {
-        v for k, v in os.environ.items() if len(v) >= MIN_ENV_SECRET and looks_secret(k) and k not in SHELL_PATHS
-    }
+    values = {v for k, v in os.environ.items() if len(v) >= MIN_ENV_SECRET and looks_secret(k) and k not in SHELL_PATHS}
     return sorted(values, key=len, reverse=True)
 
 

@@ -174,3 +174,16 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
     assert status == 200, body
     status, body = post(port, records(rows))  # still up, still right
     assert status == 200 and body["predictions"][0]["temp_max_forecast"] == pytest.approx(offline, rel=1e-6)
+
+
+def test_serving_without_a_champion_says_how_to_get_one(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "flowork.cli", "serve", "--model-name", "nope"],
+        cwd=tmp_path,  # ./mlflow.db: an empty store
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "no champion of 'nope'" in out.stderr and "make run" in out.stderr
