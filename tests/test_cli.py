@@ -116,6 +116,11 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, text, mess
     assert "is not valid YAML" in out.stderr and message in out.stderr
 
 
+def test_outside_a_project_says_where_to_run_from(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "flowork"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not a flowork project's root" in out.stderr and "flowork init" in out.stderr
+
+
 def test_traceback_flag(tmp_path, short_csv):
     out = flowork(*store_args(tmp_path, short_csv), "data.target.horizon=0", FLOWORK_TRACEBACK="1")
     assert out.returncode != 0 and "Traceback" in out.stderr
