@@ -218,7 +218,8 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     tracker.log_dataset(run_id, raw, str(cfg.data.uri), str(cfg.data.target.column), data_key)
     features_key = (data_key, tuple(map(str, raw.columns)), step_key(pipeline.clean), step_key(pipeline.build))
     clean, X = built(pipeline, raw, features_key)
-    if len(X) == 0:
+    target = cfg.data.target.column
+    if len(X) == 0 and target in clean and clean[target].notna().any():  # no target value at all: said below
         raise FloworkError(
             f"features.build returned no rows from the {len(clean)} rows after cleaning (lags and trailing windows "
             "need earlier rows; rows with missing values may be dropped too)",
