@@ -41,6 +41,12 @@ def main(cfg: DictConfig) -> float:
         log.error("%s", e.render())
         raise
     log.info("cv %s = %.4f ± %.4f, holdout %.4f", cfg.metric.name, result.objective, result.std, result.holdout)
+    if is_single_run():  # where to look at it (a sweep's trials are listed by its leaderboard)
+        from flowork.run import project_root
+        from flowork.tracking import scrub, tracking_uri
+
+        store = scrub(tracking_uri(cfg.tracking.uri, project_root(cfg)))
+        log.info("MLflow run %s, experiment %r, in %s", result.run_id, str(cfg.tracking.experiment), store)
     return result.objective
 
 

@@ -55,6 +55,7 @@ def test_ridge_job_imports_no_heavy_library(tmp_path, short_csv):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout
+    assert f"experiment 'temperature', in sqlite:///{tmp_path}/mlflow.db" in out.stdout  # where to find the run
 
 
 @pytest.mark.parametrize(("worker_thread", "ends_at_once"), [(False, True), (True, False)])
