@@ -246,7 +246,9 @@ def add_model(
 
 @app.command()
 def serve(
-    model_name: Annotated[str, typer.Option(help="the registered model (tracking.model_name)")],
+    model_name: Annotated[
+        str, typer.Option(help="the registered model (default: tracking.model_name of conf/config.yaml)")
+    ] = "",
     tracking_uri: Annotated[
         str, typer.Option(help="the tracking store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     ] = "",
@@ -259,13 +261,30 @@ def serve(
 
     uri = resolve_uri(tracking_uri or None, str(Path.cwd()))
     try:
-        model_uri = champion_uri(model_name, uri)
+        model_uri = champion_uri(model_name or configured_model_name(Path.cwd() / "conf"), uri)
     except FloworkError as e:
         fail(e)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # its server's tools
     serve_cmd = ["models", "serve", "-m", model_uri, "--env-manager", "local", "--host", host, "--port", str(port)]
     os.execv(sys.executable, [sys.executable, "-m", "mlflow", *serve_cmd])  # MLflow's server in this process's place
+
+
+def configured_model_name(conf: Path) -> str:
+    """tracking.model_name as conf/config.yaml sets it (or a command-line override would: not composed here)."""
+    from omegaconf import OmegaConf
+
+    from flowork.schema import check_yaml_syntax
+
+    check_yaml_syntax(conf)
+    name = OmegaConf.select(OmegaConf.load(conf / "config.yaml"), "tracking.model_name", default=None)
+    if not isinstance(name, str) or not name or "${" in name:
+        raise FloworkError(
+            "conf/config.yaml sets no plain tracking.model_name",
+            where="conf/config.yaml, key `tracking.model_name`",
+            fix="name the model: flowork serve --model-name NAME",
+        )
+    return name
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -176,9 +177,19 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
     assert status == 200 and body["predictions"][0]["temp_max_forecast"] == pytest.approx(offline, rel=1e-6)
 
 
-def test_serving_without_a_champion_says_how_to_get_one(tmp_path):
+@pytest.mark.parametrize(
+    ("args", "project", "message"),
+    [
+        (["--model-name", "nope"], False, "no champion of 'nope'"),
+        ([], True, "no champion of 'temperature-forecaster'"),  # conf/config.yaml's tracking.model_name
+        ([], False, "not a flowork project's root"),
+    ],
+)
+def test_serving_without_a_champion_says_how_to_get_one(tmp_path, args, project, message):
+    if project:
+        shutil.copytree(ROOT / "conf", tmp_path / "conf")
     out = subprocess.run(
-        [sys.executable, "-m", "flowork.cli", "serve", "--model-name", "nope"],
+        [sys.executable, "-m", "flowork.cli", "serve", *args],
         cwd=tmp_path,  # ./mlflow.db: an empty store
         capture_output=True,
         text=True,
@@ -186,4 +197,4 @@ def test_serving_without_a_champion_says_how_to_get_one(tmp_path):
         env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert "no champion of 'nope'" in out.stderr and "make run" in out.stderr
+    assert message in out.stderr
