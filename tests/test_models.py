@@ -5,6 +5,9 @@ A model a user adds (a function + conf/model/NAME.yaml) is picked up here with n
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -53,3 +56,18 @@ def test_contract_failures_are_named(raw, target, message):
         training_contract(
             cfg_of("model=ridge", "~model.params.alpha", f"model.train._target_={target}"), raw, str(ROOT)
         )
+
+
+def test_prophet_logs_no_error_when_plotly_is_missing():
+    """A fresh process, as a sweep's first prophet trial: prophet's import-time "Importing plotly failed" ERROR line
+    (flowork's charts use matplotlib) must not reach the sweep's output."""
+    code = (
+        "import logging, pandas as pd, numpy as np\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from user_code.models import prophet\n"
+        "ds = pd.date_range('2020-01-01', periods=60, freq='D')\n"
+        "prophet(pd.DataFrame({'ds': ds}, index=ds), pd.Series(np.arange(60.0), index=ds), yearly_seasonality=False)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "plotly" not in out.stderr + out.stdout

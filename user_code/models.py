@@ -218,6 +218,8 @@ def prophet(
     over the months after the fit, drifts)."""
     import logging
 
+    # prophet logs "Importing plotly failed" as an ERROR on import: plotly only serves its interactive plots
+    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
     from prophet import Prophet
 
     logging.getLogger("cmdstanpy").setLevel(logging.WARNING)
