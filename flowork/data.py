@@ -24,10 +24,15 @@ log = logging.getLogger("flowork.data")
 LOADED: dict[tuple[Any, ...], pd.DataFrame] = {}  # the last local file read and parsed, by path and stamp
 
 
+def local_path(uri: str) -> str | None:
+    """The file a local URI (a path or file://) names; None for remote URIs."""
+    return uri.removeprefix("file://") if uri.startswith("file://") or "://" not in uri else None
+
+
 def local_stamp(uri: str) -> tuple[int, int] | None:
     """(mtime, size) of a local file, None for remote URIs. A sweep worker loads the same file for every trial
     (~10 ms each here, much of a fast trial); a changed file has a new stamp and is read again."""
-    path = uri.removeprefix("file://") if uri.startswith("file://") or "://" not in uri else None
+    path = local_path(uri)
     try:
         st = os.stat(path) if path else None
     except OSError:
@@ -67,7 +72,8 @@ def check_found(data_cfg: Any, root: str) -> None:
     """The error load() would give for a local data file that does not exist, without reading anything: a sweep
     checks before its first trial rather than failing every trial the same way."""
     uri = resolve_uri(str(data_cfg.uri), root)
-    if (uri.startswith("file://") or "://" not in uri) and not os.path.exists(uri.removeprefix("file://")):
+    path = local_path(uri)
+    if path is not None and not os.path.exists(path):
         raise not_found(uri)
 
 

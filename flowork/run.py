@@ -157,7 +157,13 @@ def run(
         raise
 
 
-def run_job(cfg, choices, root, parent_run_id, extra_tags) -> JobResult:
+def run_job(
+    cfg: DictConfig,
+    choices: dict[str, str],
+    root: str | None,
+    parent_run_id: str | None,
+    extra_tags: dict[str, str] | None,
+) -> JobResult:
     from flowork.schema import validate
 
     cfg = validate(cfg, choices)
@@ -223,7 +229,7 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
         raise FloworkError(
             f"features.build returned no rows from the {len(clean)} rows after cleaning (lags and trailing windows "
             "need earlier rows; rows with missing values may be dropped too)",
-            where=f"conf/features/{choices_of(cfg).get('features', '<option>')}.yaml, key `features.build`",
+            where="conf/features/<option>.yaml, key `features.build`",  # run() names the option
             fix="use more data, or fewer lags and shorter windows",
         )
     if cfg.features.leakage_check and features_key not in CHECKED:
@@ -237,7 +243,7 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
         raise FloworkError(
             f"the target column {cfg.data.target.column!r} has no value to learn from "
             f"({int(clean[cfg.data.target.column].notna().sum())} of {len(clean)} rows after cleaning)",
-            where=f"conf/data/{choices_of(cfg).get('data', '<option>')}.yaml, key `data.target.column`",
+            where="conf/data/<option>.yaml, key `data.target.column`",
             fix="check the data file's target column and what features.clean does to it",
         )
     p = backtest.plan(

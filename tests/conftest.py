@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,18 @@ def sweep_args(tmp_path: Path, short_csv: Path, name: str = "s") -> list[str]:
         f"hydra.sweep.dir={tmp_path}/sweeps/{name}",
         f"sweep.name={name}",
     ]
+
+
+def flowork(*args: str, cwd=ROOT, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """`python -m flowork ARGS` (a single run unless ARGS has -m), as a user runs it, Hydra's short errors on."""
+    return subprocess.run(
+        [sys.executable, "-m", "flowork", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "", **env},
+    )
 
 
 def sweep_command(*args: str) -> list[str]:

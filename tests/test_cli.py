@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,20 +10,9 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, flowork
 
 HEAVY = ("torch", "darts", "prophet", "xgboost", "lightning", "pytorch_lightning")
-
-
-def flowork(*args: str, cwd=ROOT, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flowork", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "HYDRA_FULL_ERROR": "", **env},
-    )
 
 
 def store_args(tmp_path, short_csv) -> list[str]:
@@ -110,15 +98,13 @@ def test_user_errors_print_without_traceback(tmp_path, short_csv, args, message)
 def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, text, message):
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
     (tmp_path / "conf/model/ridge.yaml").write_text(text)
-    out = subprocess.run(
-        [sys.executable, "-m", "flowork", "model=xgb"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    out = flowork("model=xgb", cwd=tmp_path, timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert "is not valid YAML" in out.stderr and message in out.stderr
 
 
 def test_outside_a_project_says_where_to_run_from(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "flowork"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    out = flowork(cwd=tmp_path, timeout=60)
     assert out.returncode == 2 and "not a flowork project's root" in out.stderr and "flowork init" in out.stderr
 
 

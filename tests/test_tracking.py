@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from flowork.run import run
 from flowork.tracking import REDACTED, flatten, get_tracker, redact, redact_overrides, scrub
-from tests.conftest import ROOT, sweep, sweep_args
+from tests.conftest import ROOT, flowork, sweep, sweep_args
 from user_code.models import ridge
 
 
@@ -124,21 +124,12 @@ def test_a_sweep_keeps_a_command_line_credential_out_of_its_files_and_says_where
 def test_a_single_run_keeps_a_command_line_credential_out_of_its_files(tmp_path, short_csv):
     """Hydra writes the run's `.hydra/` files before the job starts; flowork rewrites them redacted."""
     args = [a for a in sweep_args(tmp_path, short_csv) if not a.startswith(("hydra.sweep", "sweep."))]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowork",
-            *args,
-            f"hydra.run.dir={tmp_path}/run",
-            "model=ridge",
-            "model.train._target_=tests.test_tracking.train_with_token",
-            "+model.params.api_token=hunter2",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = flowork(
+        *args,
+        f"hydra.run.dir={tmp_path}/run",
+        "model=ridge",
+        "model.train._target_=tests.test_tracking.train_with_token",
+        "+model.params.api_token=hunter2",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     holding = {p.name for p in tmp_path.rglob("*") if p.is_file() and b"hunter2" in p.read_bytes()}
