@@ -17,9 +17,11 @@ import hydra
 from omegaconf import DictConfig
 
 from flowork.errors import FloworkError
+from flowork.interpolations import cache_parses
 from flowork.shutdown import exit_without_teardown
 
 log = logging.getLogger("flowork")
+cache_parses()  # Hydra's compositions and every trial of a sweep read the same interpolations again and again
 
 
 # conf/ of the project in the current directory (an absolute path: relative ones would start at this file).

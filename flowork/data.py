@@ -21,7 +21,8 @@ WHERE = "conf/data/<option>.yaml"
 log = logging.getLogger("flowork.data")
 
 
-LOADED: dict[tuple[Any, ...], pd.DataFrame] = {}  # the last local file read and parsed, by path and stamp
+# the last local file read and parsed, by path and stamp: (frame, digest)
+LOADED: dict[tuple[Any, ...], tuple[pd.DataFrame, int]] = {}
 
 
 def local_path(uri: str) -> str | None:
@@ -243,12 +244,23 @@ def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
 
 def load(data_cfg: Any, root: str) -> pd.DataFrame:
     """The dataset of `data_cfg` as a frame indexed by time, with the target column checked."""
+    return load_with_digest(data_cfg, root)[0]
+
+
+def digest(df: pd.DataFrame) -> int:
+    """Identifies a frame's index and values (the per-process caches of built features key on it)."""
+    return int(pd.util.hash_pandas_object(df).sum())
+
+
+def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
+    """load(), and the frame's digest: computed once per file read, not once per trial."""
     uri = resolve_uri(data_cfg.uri, root)
     fmt, options = infer_format(uri, data_cfg.format), dict(data_cfg.read_options or {})
     stamp = local_stamp(uri)
     key = (uri, stamp, fmt, repr(sorted(options.items())), data_cfg.time_column, data_cfg.freq)
     if stamp is not None and key in LOADED:
-        df = LOADED[key].copy()
+        cached, frame_digest = LOADED[key]
+        df = cached.copy()
     else:
         frame = read_frame(uri, fmt, options)
         if len(frame) == 0:
@@ -259,9 +271,10 @@ def load(data_cfg: Any, root: str) -> pd.DataFrame:
             )
         df = set_time_index(frame, data_cfg.time_column, data_cfg.freq)
         warn_text_among_numbers(df)
+        frame_digest = digest(df)
         if stamp is not None:
             LOADED.clear()  # one dataset per process is the common case; never grow without bound
-            LOADED[key] = df.copy()
+            LOADED[key] = df.copy(), frame_digest
     column = data_cfg.target.column
     if column not in df.columns:
         raise FloworkError(
@@ -275,4 +288,4 @@ def load(data_cfg: Any, root: str) -> pd.DataFrame:
             where=f"{WHERE}, key `data.target.column`",
             fix="forecast a numeric column, or convert it in the data",
         )
-    return df
+    return df, frame_digest

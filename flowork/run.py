@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -219,12 +220,12 @@ def run_job(
 
 def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, reporter=None) -> JobResult:
     t0 = time.perf_counter()
-    raw = data.load(cfg.data, root)
-    data_key = int(pd.util.hash_pandas_object(raw).sum())  # identifies the data for the per-process caches
-    tracker.log_dataset(run_id, raw, str(cfg.data.uri), str(cfg.data.target.column), data_key)
+    data_cfg = cfg.data  # each read of a typed config node costs ~20 us: read once (a sweep runs this every trial)
+    target, horizon = str(data_cfg.target.column), int(data_cfg.target.horizon)
+    raw, data_key = data.load_with_digest(data_cfg, root)  # the key identifies the data for the per-process caches
+    tracker.log_dataset(run_id, raw, str(data_cfg.uri), target, data_key)
     features_key = (data_key, tuple(map(str, raw.columns)), step_key(pipeline.clean), step_key(pipeline.build))
     clean, X = built(pipeline, raw, features_key)
-    target = cfg.data.target.column
     if len(X) == 0 and target in clean and clean[target].notna().any():  # no target value at all: said below
         raise FloworkError(
             f"features.build returned no rows from the {len(clean)} rows after cleaning (lags and trailing windows "
@@ -232,23 +233,22 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
             where="conf/features/<option>.yaml, key `features.build`",  # run() names the option
             fix="use more data, or fewer lags and shorter windows",
         )
-    if cfg.features.leakage_check and features_key not in CHECKED:
+    if features_key not in CHECKED and cfg.features.leakage_check:
         leakage_check(raw, pipeline, X)
         CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
-    y, label_time = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
+    y, label_time = make_target(clean, target, horizon)
     y, label_time = y.reindex(X.index), label_time.reindex(X.index)
     # a row whose target value is missing has no label: neither trained on nor scored (as past the series' end)
     label_time = label_time.where(y.notna())
     if not label_time.notna().any():
         raise FloworkError(
-            f"the target column {cfg.data.target.column!r} has no value to learn from "
-            f"({int(clean[cfg.data.target.column].notna().sum())} of {len(clean)} rows after cleaning)",
+            f"the target column {target!r} has no value to learn from "
+            f"({int(clean[target].notna().sum())} of {len(clean)} rows after cleaning)",
             where="conf/data/<option>.yaml, key `data.target.column`",
             fix="check the data file's target column and what features.clean does to it",
         )
-    p = backtest.plan(
-        raw.index, cfg.data.backtest.folds, cfg.data.backtest.min_train, cfg.data.holdout, cfg.data.target.horizon
-    )
+    backtest_cfg = data_cfg.backtest
+    p = backtest.plan(raw.index, backtest_cfg.folds, backtest_cfg.min_train, data_cfg.holdout, horizon)
     fold_list = backtest.folds(X.index, label_time, p)
     results = backtest.run_folds(
         train, X, y, fold_list, metric, where_model, on_fold=reporter.start if reporter else None
@@ -333,9 +333,14 @@ def to_yaml(container: dict[str, Any]) -> str:
 
 
 def predictions(results, y: pd.Series) -> pd.DataFrame:
-    """Every fold's and the holdout's predictions next to the truth (charts and `flowork report` read them)."""
-    frames = [
-        pd.DataFrame({"fold": r.name, "y_true": y.reindex(r.predictions.index), "y_pred": r.predictions})
-        for r in results
-    ]
-    return pd.concat(frames)
+    """Every fold's and the holdout's predictions next to the truth (charts and `flowork report` read them). Built
+    from arrays: a frame per fold and a concat cost ~1 ms a trial."""
+    index = results[0].predictions.index.append([r.predictions.index for r in results[1:]])
+    return pd.DataFrame(
+        {
+            "fold": np.repeat([r.name for r in results], [len(r.predictions) for r in results]),
+            "y_true": y.reindex(index).to_numpy(),
+            "y_pred": np.concatenate([np.asarray(r.predictions) for r in results]),
+        },
+        index=index,
+    )

@@ -52,3 +52,36 @@ def test_every_model_has_a_search_space_and_its_own_name(model):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={model}"])
     assert cfg.model.name == model
+
+
+def test_cached_interpolation_parses_resolve_as_omegaconf_does(monkeypatch):
+    """flowork memoises OmegaConf's interpolation parser (a sweep reads the same strings every trial): values resolve
+    the same, a changed referenced value shows, and a string that does not parse fails every time."""
+    from omegaconf import _utils, base
+    from omegaconf.errors import GrammarParseError
+
+    from flowork.interpolations import cache_parses
+
+    monkeypatch.setattr(base, "parse", base.parse)  # undone after the test
+    monkeypatch.setattr(_utils, "parse", _utils.parse)
+    monkeypatch.setenv("FLOWORK_TEST_UNIT", "°C")
+    cfg = {"a": 1, "b": "${a}_lag${a}", "c": {"d": "${oc.env:FLOWORK_TEST_UNIT}", "e": "${c.d} ${b}"}, "bad": "${a"}
+    good = OmegaConf.create({k: v for k, v in cfg.items() if k != "bad"})
+    before = OmegaConf.to_container(good, resolve=True)
+    cache_parses()
+    cache_parses()  # idempotent: wrapped once
+    assert hasattr(base.parse, "cache_info") and not hasattr(base.parse.__wrapped__, "cache_info")
+    assert (
+        OmegaConf.to_container(good, resolve=True)
+        == before
+        == {
+            "a": 1,
+            "b": "1_lag1",
+            "c": {"d": "°C", "e": "°C 1_lag1"},
+        }
+    )
+    good.a = 7
+    assert good.c.e == "°C 7_lag7"
+    for _ in range(2):
+        with pytest.raises(GrammarParseError):
+            OmegaConf.create(cfg)
