@@ -17,7 +17,7 @@ STEPS = [
     ("sweep", ["sweep_parallel.py"]),
     ("ray", ["ray_vs_joblib.py", "--repeat", "1", "--trials", "2"]),  # 10 trials a launcher: the 20-minute budget
     ("serving", ["serving.py"]),
-    ("overhead", ["overhead.py", "--repeat", "3"]),
+    ("overhead", ["overhead.py", "--repeat", "5"]),  # xgb fits move ±2% between runs: 5 pairs
     ("tracking", ["tracking.py"]),
 ]
 
