@@ -72,10 +72,11 @@ def is_single_run() -> bool:
 
 
 if __name__ == "__main__":
-    from flowork.schema import check_yaml_syntax
+    from flowork.schema import check_choices, check_yaml_syntax
 
     try:
         check_yaml_syntax(Path.cwd() / "conf")
+        check_choices(Path.cwd() / "conf", sys.argv[1:])
     except FloworkError as e:
         from flowork.tracking_service import discard_prestarted
 

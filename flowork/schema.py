@@ -170,9 +170,12 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
             missing = sorted(OmegaConf.missing_keys(merged))
         except OmegaConfBaseException as e:
             key = getattr(e, "full_key", None) or "?"
+            group, choices = key.split(".")[0], choices or {}
+            # OmegaConf appends the key and the node types it went through: the key is said in `where`
+            message = str(getattr(e, "msg", e)).split("\n    full_key:")[0]
             raise FloworkError(
-                f"invalid config value: {getattr(e, 'msg', e)}",
-                where=f"key `{key}`",
+                f"invalid config value: {message}",
+                where=f"conf/{group}/{choices[group]}.yaml, key `{key}`" if group in choices else f"key `{key}`",
                 fix="correct the value in the YAML file or on the command line (key=value)",
             ) from None
     if missing:
@@ -217,3 +220,25 @@ def check_yaml_syntax(conf: Path) -> None:
                 fix="check the indentation there, quote values that contain ': ' or start with a special character, "
                 "and close every bracket and quote",
             ) from None
+
+
+def check_choices(conf: Path, overrides: list[str]) -> None:
+    """Each `group=option` (or `group=a,b` in a sweep) on the command line names an existing conf/group/option.yaml.
+    Hydra's own error for a missing one ends in its config search path; this one says which options exist."""
+    import re
+
+    for override in overrides:
+        group, eq, value = override.partition("=")
+        if not eq or not re.fullmatch(r"[\w-]+", group) or not (conf / group).is_dir():
+            continue  # a plain key (model.params.alpha=1), a +/~ override or hydra/...: not a group choice
+        if not re.fullmatch(r"[\w.-]+(,[\w.-]+)*", value) or value == "null":
+            continue  # sweep grammar (choice(...), glob(...)), or null (no option): Hydra checks it
+        available = sorted(p.stem for p in (conf / group).glob("*.yaml"))
+        for option in value.split(","):
+            if option not in available:
+                add = "; or add one: flowork add-model NAME --like ridge" if group == "model" else ""
+                raise FloworkError(
+                    f"no {group} option {option!r}: conf/{group}/{option}.yaml does not exist",
+                    where=f"the command line, `{override}`",
+                    fix=f"use one of: {', '.join(available)}{add}",
+                )

@@ -70,10 +70,12 @@ def test_the_command_ends_without_teardown_after_its_exit_handlers(tmp_path, wor
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["model=nope"], "Could not find 'model/nope'"),
+        (["model=nope"], "no model option 'nope': conf/model/nope.yaml does not exist"),
+        (["model=ridge,nope", "-m"], "no model option 'nope'"),  # checked before a sweep starts
+        (["metric=maee"], "use one of: mae, mape, r2, rmse, smape"),
         (["data.target.column=temp"], "target column 'temp' is not in the data"),
         (["data.target.horizon=0"], "horizon must be >= 1"),
-        (["metric.direction=up"], "invalid config value"),
+        (["metric.direction=up"], "expected one of [minimize, maximize]\n  where: conf/metric/mae.yaml"),
         # the file of the chosen option, though the check deep down only knows the config group
         (["data.holdout=1.5"], "where: conf/data/seattle_weather.yaml, key `data.holdout`"),
     ],
@@ -82,9 +84,9 @@ def test_user_errors_print_without_traceback(tmp_path, short_csv, args, message)
     out = flowork(*store_args(tmp_path, short_csv), *args)
     assert out.returncode != 0
     assert message in out.stderr
-    assert "Traceback" not in out.stderr
-    if args == ["model=nope"]:  # Hydra lists the available options
-        assert "ridge" in out.stderr and "darts_nbeats" in out.stderr
+    assert "Traceback" not in out.stderr and "full_key" not in out.stderr  # no OmegaConf internals either
+    if args == ["model=nope"]:  # the available options, and how to add one
+        assert "ridge" in out.stderr and "darts_nbeats" in out.stderr and "flowork add-model" in out.stderr
 
 
 @pytest.mark.parametrize(
@@ -138,3 +140,29 @@ def test_five_model_multirun(tmp_path, short_csv):
         assert {"config.yaml", "predictions.csv"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
     assert len(client.search_logged_models([exp.experiment_id])) == 1  # the champion's
     assert client.get_model_version_by_alias("temperature-forecaster", "champion")
+
+
+@pytest.mark.parametrize(
+    ("override", "refused"),
+    [
+        ("model=xgb", False),
+        ("model=ridge,xgb", False),
+        ("model=ridge,xbg", True),
+        ("features=windowz", True),
+        ("model=null", False),  # no option: Hydra's rules
+        ("model=choice(ridge,xgb)", False),  # sweep grammar: Hydra checks it
+        ("model.params.alpha=3", False),  # a key, not a group
+        ("hydra/launcher=joblib", False),  # Hydra's own groups
+        ("+model.params.x=1", False),
+        ("local=default", False),  # a group the project does not have: Hydra's rules (optional)
+    ],
+)
+def test_command_line_group_choices_are_checked(override, refused):
+    from flowork.errors import FloworkError
+    from flowork.schema import check_choices
+
+    if refused:
+        with pytest.raises(FloworkError, match="does not exist"):
+            check_choices(ROOT / "conf", [override])
+    else:
+        check_choices(ROOT / "conf", [override])
