@@ -129,6 +129,7 @@ def test_settings_that_would_waste_the_sweep_are_refused_before_it_runs(
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert message in out.stderr
     assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) <= trials_run
+    assert (tmp_path / "sweeps/s").exists() == (trials_run > 0)  # no empty sweep folder left in multirun/
 
 
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path, short_csv):

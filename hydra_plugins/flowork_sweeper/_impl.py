@@ -70,6 +70,7 @@ class FloworkSweeperImpl:
         slots = _ray.connect(self.config) if _ray.uses_ray(self.config) else None
         name = self.name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
         sweep_dir = str(self.config.hydra.sweep.dir)
+        fresh = not Path(sweep_dir).exists()
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         root = os.getcwd()
         warming = _joblib.warm_workers(self.config, root)  # the launcher's workers start while this process plans
@@ -95,6 +96,8 @@ class FloworkSweeperImpl:
             if tracker is not None:
                 with contextlib.suppress(FloworkError):  # the error on its way out says more
                     tracker.close()
+            if fresh:
+                remove_if_unused(Path(sweep_dir))
             raise
         tracker.close()  # a queued tracker: returns once every write is applied
         return board
@@ -392,6 +395,15 @@ def raise_worker_errors(returns: Any) -> None:
 
 def has_key(cfg: DictConfig, key: str) -> bool:
     return OmegaConf.select(cfg, key, default=KeyError) is not KeyError
+
+
+def remove_if_unused(sweep_dir: Path) -> None:
+    """A sweep that stopped before its first study existed (a typo, a missing data file) leaves no empty folder with
+    an empty journal behind in multirun/: only files with nothing in them are there then."""
+    import shutil
+
+    if all(p.is_dir() or p.stat().st_size == 0 for p in sweep_dir.rglob("*")):
+        shutil.rmtree(sweep_dir, ignore_errors=True)
 
 
 def load_study(storage: Any, name: str) -> Any:
