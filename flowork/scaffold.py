@@ -74,7 +74,10 @@ def assemble(target: Path, name: str, example: str) -> list[str]:
         config, models = make_blank(target, config)
     (target / "conf" / "config.yaml").write_text(config)
     steps = blank_steps() if example == "blank" else example_steps()
-    (target / "README.md").write_text(template("README.md").format(name=name, steps="\n".join(steps)))
+    data_file = "data/YOUR_FILE.csv" if example == "blank" else "data/seattle_weather_daily.csv"
+    (target / "README.md").write_text(
+        template("README.md").format(name=name, steps="\n".join(steps), data_file=data_file)
+    )
     (target / "Makefile").write_text(
         template("Makefile").format(
             flowork_source=flowork_source(), model_name=f"{name}-forecaster", models=",".join(models)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,10 @@ def test_init_example_add_model_check_and_sweep(project):
         "README.md",
     ):
         assert (project / path).exists(), path
-    assert "make run" in (project / "README.md").read_text()
+    readme = (project / "README.md").read_text()
+    assert "make run" in readme
+    request = re.search(r'read_csv\("([^"]+)"\)', readme)  # the README's request to the served champion
+    assert request and (project / request.group(1)).is_file()
     install = subprocess.run(["make", "-n", "install"], cwd=project, capture_output=True, text=True).stdout
     assert "pip install torch==2.13.0 && pip install -e '" in install  # this checkout, as one shell word
     out = cli("add-model", "my_model", "--like", "xgb", cwd=project)
