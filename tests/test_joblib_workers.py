@@ -95,14 +95,24 @@ def test_released_workers_are_gone(tmp_path):
             overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
             return_hydra_config=True,
         )
+    from multiprocessing import forkserver
+
     warming = _joblib.warm_workers(cfg, str(tmp_path))
     warming.join(timeout=120)
     assert len(set(warming.pids)) == 2 and all(running(p) for p in warming.pids)
+    server = forkserver._forkserver._forkserver_pid
+    assert server is not None and running(server)
     _joblib.release_workers()
+    # at once: the fork server's own teardown would hold the command's output open after the sweep (~0.8 s)
+    assert not running(server)
     deadline = time.time() + 10
     while any(running(p) for p in warming.pids) and time.time() < deadline:
         time.sleep(0.05)
     assert not any(running(p) for p in warming.pids)
+    again = _joblib.warm_workers(cfg, str(tmp_path))  # a later launch gets a new fork server and new workers
+    again.join(timeout=120)
+    assert len(set(again.pids)) == 2 and not set(again.pids) & set(warming.pids)
+    _joblib.release_workers()
 
 
 def test_one_job_runs_in_process_and_is_not_warmed():
