@@ -42,6 +42,7 @@ def test_three_model_parallel_sweep(tmp_path, short_csv):
         "hydra/launcher=joblib",
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "A new study created" not in out.stdout + out.stderr  # flowork's own line per study, not Optuna's too
     client, all_runs = runs(tmp_path)
     by_role = {}
     for r in all_runs:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from flowork.errors import FloworkError
 
 from . import _joblib, _ray
-from ._worker import StudyPlan, SweepPlan, TrialWorker
+from ._worker import StudyPlan, SweepPlan, TrialWorker, quiet_optuna
 
 log = logging.getLogger("flowork.sweep")
 BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -113,6 +113,7 @@ class FloworkSweeperImpl:
         # absolute: a worker may start in another directory (a Ray node starts where `ray start` ran)
         storage_url = self.config.sweep.storage or default_storage(os.path.abspath(sweep_dir))
         storage = open_storage(storage_url)
+        quiet_optuna()
         plan, sweep_run = self.plan(arguments, name, storage, storage_url, tracker, uri)
         for s in plan.studies:  # a resumed sweep: close what the killed one left running
             study = load_study(storage, s.name)

@@ -121,7 +121,7 @@ class TrialWorker:
         from flowork.interpolations import cache_parses
         from flowork.studies import open_storage
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        quiet_optuna()
         cache_parses()  # a launcher's worker process did not start from flowork's __main__
         from hydra.core.hydra_config import HydraConfig
 
@@ -394,6 +394,14 @@ class Ran:
     ret: JobReturn
     context: Any  # flowork.run.TrialContext
     seconds: float  # its job's wall time
+
+
+def quiet_optuna() -> None:
+    """Optuna's INFO lines ("A new study created in Journal with name: ...", one per trial) would interleave with the
+    progress line; flowork logs each study itself ("study S/m: n trials, space [...]")."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def record_failed_run(plan: SweepPlan, context: Any, error: BaseException) -> None:
