@@ -130,11 +130,14 @@ def read_frame(uri: str, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
 
 
 def set_time_index(
-    df: pd.DataFrame, time_column: str, freq: str | None = None, columns: list[str] | None = None
+    df: pd.DataFrame,
+    time_column: str,
+    freq: str | None = None,
+    columns: list[str] | None = None,
+    time_format: str | None = None,
 ) -> pd.DataFrame:
-    """Parse `time_column` into a sorted, unique DatetimeIndex, or say exactly which rows break it.
-
-    The result holds `columns` (default: every other column), in that order."""
+    """Parse `time_column` (laid out as `time_format`, when given) into a sorted, unique DatetimeIndex, or say
+    exactly which rows break it. The result holds `columns` (default: every other column), in that order."""
     if time_column not in df.columns:
         raise FloworkError(
             f"time column {time_column!r} is not in the data",
@@ -150,12 +153,15 @@ def set_time_index(
             fix="write the times as dates or datetimes (e.g. 2012-01-01), or point data.time_column at one that is",
         )
     try:
-        times = to_datetime(column)
+        times = to_datetime(column, time_format)
     except (ValueError, TypeError) as e:
+        reason = str(e).split(". You might want to try:")[0]  # pandas then suggests arguments flowork passes itself
         raise FloworkError(
-            f"time column {time_column!r} has values that are not timestamps: {e}",
-            where=f"{WHERE}, key `data.time_column`",
-            fix="fix those rows in the data, or point data.time_column at the right column",
+            f"time column {time_column!r} has values that are not timestamps: {reason}",
+            where=f"{WHERE}, key `data.time_column`"
+            + (", `data.time_format`" if time_format else " (or `data.time_format`)"),
+            fix="set data.time_format to the layout of the times (e.g. '%d/%m/%Y' for 13/01/2012), fix those rows "
+            "in the data, or point data.time_column at the right column",
         ) from None
     if not strictly_increasing(times):  # the detailed checks only run when something is wrong
         check_times(times, time_column)
@@ -177,8 +183,17 @@ ISO_LAYOUTS = {
 }
 
 
-def to_datetime(values: pd.Series) -> pd.Series:
-    """pd.to_datetime(values), without its format guess for plain ISO timestamps."""
+def to_datetime(values: pd.Series, time_format: str | None = None) -> pd.Series:
+    """pd.to_datetime(values) as laid out by `time_format`; without it (or for values it does not fit, such as ISO
+    times sent to a served model) without pandas' format guess for plain ISO timestamps."""
+    if time_format:
+        try:
+            return pd.to_datetime(values, format=time_format)
+        except (ValueError, TypeError) as e:
+            try:
+                return to_datetime(values)  # a value that fits the layout never gets here: no day/month swap
+            except (ValueError, TypeError):
+                raise e from None
     first = values.iloc[0] if len(values) else None
     if isinstance(first, str):
         fmt = next((f for layout, f in ISO_LAYOUTS.items() if layout.fullmatch(first)), None)
@@ -257,7 +272,8 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
     uri = resolve_uri(data_cfg.uri, root)
     fmt, options = infer_format(uri, data_cfg.format), dict(data_cfg.read_options or {})
     stamp = local_stamp(uri)
-    key = (uri, stamp, fmt, repr(sorted(options.items())), data_cfg.time_column, data_cfg.freq)
+    time_format = getattr(data_cfg, "time_format", None)  # None also for a config from before the key existed
+    key = (uri, stamp, fmt, repr(sorted(options.items())), data_cfg.time_column, time_format, data_cfg.freq)
     if stamp is not None and key in LOADED:
         cached, frame_digest = LOADED[key]
         df = cached.copy()
@@ -269,7 +285,7 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
                 where=f"{WHERE}, key `data.uri`",
                 fix="point data.uri at a file with observations below its header",
             )
-        df = set_time_index(frame, data_cfg.time_column, data_cfg.freq)
+        df = set_time_index(frame, data_cfg.time_column, data_cfg.freq, time_format=time_format)
         warn_text_among_numbers(df)
         frame_digest = digest(df)
         if stamp is not None:

@@ -283,6 +283,7 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> s
     history = required_history(raw, pipeline, X)
     spec = ForecastSpec(
         time_column=cfg.data.time_column,
+        time_format=cfg.data.time_format,
         target=cfg.data.target.column,
         horizon=cfg.data.target.horizon,
         freq=cfg.data.freq or pd.infer_freq(raw.index) or "D",

@@ -46,6 +46,7 @@ class DataConfig:
     uri: str = MISSING  # local path (relative to the project), file://, http(s)://, s3://, gs:// ...
     format: str | None = None  # csv | parquet; None = from the extension
     time_column: str = MISSING
+    time_format: str | None = None  # strftime layout of the times (%d/%m/%Y ...); None = ISO or pandas' guess
     freq: str | None = None  # pandas offset alias (D, H, MS ...); None = not checked
     target: TargetConfig = field(default_factory=TargetConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)

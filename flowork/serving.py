@@ -28,6 +28,7 @@ class ForecastSpec:
     history: int  # raw rows needed to forecast from the last one
     features: list[str]  # the columns the model was trained on
     ranges: dict[str, tuple[float, float]] | None = None  # each numeric raw column's (min, max) in training
+    time_format: str | None = None  # data.time_format: a request's times may be laid out as the data's, or ISO
 
 
 class BadRequest(ValueError):
@@ -54,7 +55,7 @@ class Forecaster(PythonModel):
         if missing:
             raise BadRequest(f"missing column(s) {missing}; a request needs {[s.time_column, *s.columns]}")
         try:
-            frame = set_time_index(raw, s.time_column, columns=s.columns)
+            frame = set_time_index(raw, s.time_column, columns=s.columns, time_format=s.time_format)
         except FloworkError as e:
             raise BadRequest(e.what) from None
         if len(frame) < s.history:
@@ -186,7 +187,8 @@ def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_exampl
     from mlflow.models import infer_signature
 
     example = raw_example.reset_index()
-    example[forecaster.spec.time_column] = example[forecaster.spec.time_column].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    layout = forecaster.spec.time_format or "%Y-%m-%dT%H:%M:%S"  # the example request as the user's data has it
+    example[forecaster.spec.time_column] = example[forecaster.spec.time_column].dt.strftime(layout)
     output = forecaster.forecast(example)
     # user_code and flowork travel with the model, so serving needs neither the checkout nor flowork installed.
     flowork_dir = os.path.dirname(os.path.abspath(__file__))

@@ -177,6 +177,32 @@ def test_time_index_names_the_row(values, message):
         data.set_time_index(df, "date")
 
 
+@pytest.mark.parametrize(
+    ("values", "time_format", "first"),
+    [
+        (["13/01/2012", "14/01/2012"], "%d/%m/%Y", "2012-01-13"),
+        (["05/01/2012", "06/01/2012"], "%d/%m/%Y", "2012-01-05"),  # day first: not pandas' May 1st
+        (["2012-01-05", "2012-01-06"], "%d/%m/%Y", "2012-01-05"),  # ISO still parses (a request to a served model)
+        (["2012.01.05 14h", "2012.01.05 15h"], "%Y.%m.%d %Hh", "2012-01-05 14:00"),
+    ],
+)
+def test_time_format_lays_out_the_times(values, time_format, first):
+    out = data.set_time_index(pd.DataFrame({"date": values, "x": [1.0, 2.0]}), "date", time_format=time_format)
+    assert out.index[0] == pd.Timestamp(first)
+
+
+@pytest.mark.parametrize(
+    ("values", "time_format"),
+    [(["12/01/2012", "13/01/2012"], None), (["2012/13/45", "2012/13/46"], "%d/%m/%Y")],  # pandas guesses %m/%d
+)
+def test_times_that_do_not_parse_point_at_time_format(values, time_format):
+    with pytest.raises(FloworkError) as e:
+        data.set_time_index(pd.DataFrame({"date": values, "x": [1.0, 2.0]}), "date", time_format=time_format)
+    text = e.value.render()
+    assert "data.time_format" in text and "13/01/2012" in text  # where to say it, and an example
+    assert "You might want to try" not in text  # pandas' advice is about arguments flowork passes itself
+
+
 def test_time_index_keeps_the_columns_asked_for():
     df = pd.DataFrame({"b": [1.0, 2.0], "date": ["2012-01-01", "2012-01-02"], "a": ["x", "y"]})
     out = data.set_time_index(df, "date", columns=["a", "b"])

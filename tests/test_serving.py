@@ -55,6 +55,25 @@ def test_served_forecast_equals_the_backtest_prediction(make_cfg, store, weather
     assert len(many) >= 5 and many["date"].is_monotonic_increasing
 
 
+def test_day_first_times_train_and_serve(make_cfg, store, weather, tmp_path):
+    """data.time_format reads day-first dates, and the served model reads a request laid out the same way (or ISO):
+    05/01 is the 5th of January in both, never May 1st."""
+    day_first = weather.head(400).assign(date=pd.to_datetime(weather.head(400)["date"]).dt.strftime("%d/%m/%Y"))
+    day_first.to_csv(tmp_path / "day_first.csv", index=False)
+    cfg = make_cfg(
+        "model=ridge", f"data.uri={tmp_path}/day_first.csv", "data.time_format=%d/%m/%Y", "tracking.log_model=true"
+    )
+    result = run(cfg, root=str(ROOT))
+    mlflow.set_tracking_uri(store)
+    pyfunc = mlflow.pyfunc.load_model(result.model_uri)
+    history = pyfunc.metadata.metadata["history"]
+    day_first_request = request_rows(day_first, 400, history + 3)
+    iso_request = request_rows(weather, 400, history + 3)
+    served = [pyfunc.predict(r) for r in (day_first_request, iso_request)]
+    assert served[0]["date"].iloc[0] == pd.Timestamp(weather["date"].iloc[399]) + pd.Timedelta(days=1)
+    pd.testing.assert_frame_equal(served[0], served[1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
