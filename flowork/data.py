@@ -139,10 +139,15 @@ def set_time_index(
     """Parse `time_column` (laid out as `time_format`, when given) into a sorted, unique DatetimeIndex, or say
     exactly which rows break it. The result holds `columns` (default: every other column), in that order."""
     if time_column not in df.columns:
+        only = str(df.columns[0]) if len(df.columns) == 1 else ""
+        sep = next((c for c in (";", "\t", "|") if c in only), None)  # one column named "a;b;c": another separator
         raise FloworkError(
             f"time column {time_column!r} is not in the data",
             where=f"{WHERE}, key `data.time_column`",
-            fix=f"use one of the columns: {list(map(str, df.columns))}",
+            fix=f"the file looks {sep!r}-separated: set `read_options: {{sep: {sep!r}}}` in the data config "
+            f"(on the command line: '+data.read_options={{sep: \"{sep}\"}}')"
+            if sep
+            else f"use one of the columns: {list(map(str, df.columns))}",
         )
     column = df[time_column]
     if pd.api.types.is_numeric_dtype(column) and column.notna().any():  # pandas reads numbers as ns after 1970

@@ -177,6 +177,17 @@ def test_time_index_names_the_row(values, message):
         data.set_time_index(df, "date")
 
 
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_file_with_another_separator_says_how_to_read_it(tmp_path, weather, sep):
+    weather.head(20).to_csv(tmp_path / "b.csv", index=False, sep=sep)
+    with pytest.raises(FloworkError) as e:
+        data.load(cfg(str(tmp_path / "b.csv")), root="/")
+    assert f"read_options: {{sep: {sep!r}}}" in e.value.render()
+    options = cfg(str(tmp_path / "b.csv"))
+    options.read_options = {"sep": sep}
+    assert len(data.load(options, root="/")) == 20  # and that is the fix
+
+
 @pytest.mark.parametrize(
     ("values", "time_format", "first"),
     [
