@@ -189,24 +189,30 @@ ISO_LAYOUTS = {
 
 
 def to_datetime(values: pd.Series, time_format: str | None = None) -> pd.Series:
-    """pd.to_datetime(values) as laid out by `time_format`; without it (or for values it does not fit, such as ISO
-    times sent to a served model) without pandas' format guess for plain ISO timestamps."""
+    """pd.to_datetime(values) as laid out by `time_format`, else without pandas' format guess for plain ISO timestamps.
+    With a `time_format`, ISO timestamps are accepted too (a request to a served model), nothing else: values that
+    fit neither are an error, never parsed by pandas' guess (which would read 01/13/2012 month first)."""
+    first = values.iloc[0] if len(values) else None
+    iso = (
+        next((f for layout, f in ISO_LAYOUTS.items() if layout.fullmatch(first)), None)
+        if isinstance(first, str)
+        else None
+    )
     if time_format:
         try:
             return pd.to_datetime(values, format=time_format)
         except (ValueError, TypeError) as e:
+            if iso is None:
+                raise
             try:
-                return to_datetime(values)  # a value that fits the layout never gets here: no day/month swap
+                return pd.to_datetime(values, format=iso)
             except (ValueError, TypeError):
                 raise e from None
-    first = values.iloc[0] if len(values) else None
-    if isinstance(first, str):
-        fmt = next((f for layout, f in ISO_LAYOUTS.items() if layout.fullmatch(first)), None)
-        if fmt:
-            try:
-                return pd.to_datetime(values, format=fmt)
-            except (ValueError, TypeError):
-                pass
+    if iso:
+        try:
+            return pd.to_datetime(values, format=iso)
+        except (ValueError, TypeError):
+            pass
     return pd.to_datetime(values)
 
 

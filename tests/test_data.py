@@ -204,7 +204,11 @@ def test_time_format_lays_out_the_times(values, time_format, first):
 
 @pytest.mark.parametrize(
     ("values", "time_format"),
-    [(["12/01/2012", "13/01/2012"], None), (["2012/13/45", "2012/13/46"], "%d/%m/%Y")],  # pandas guesses %m/%d
+    [
+        (["12/01/2012", "13/01/2012"], None),  # pandas guesses %m/%d/%Y from the first value
+        (["2012/13/45", "2012/13/46"], "%d/%m/%Y"),
+        (["01/13/2012", "01/14/2012"], "%d/%m/%Y"),  # month first against the layout: refused, not guessed
+    ],
 )
 def test_times_that_do_not_parse_point_at_time_format(values, time_format):
     with pytest.raises(FloworkError) as e:
