@@ -11,6 +11,7 @@ scored on the same origins whatever rows its feature script drops:
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -18,6 +19,10 @@ import numpy as np
 import pandas as pd
 
 from flowork.errors import FloworkError, call_user_code, function_name
+
+log = logging.getLogger("flowork.backtest")
+FEW_ROWS = 20  # validation windows shorter than this get a warning
+WARNED: set[tuple] = set()
 
 
 @dataclass(frozen=True)
@@ -49,15 +54,33 @@ def plan(times: pd.DatetimeIndex, folds: int, min_train: float, holdout: float, 
             fix="use e.g. data.backtest.folds=5",
         )
     n_hold = max(1, round(n * holdout))
+    if n_hold <= horizon:  # no holdout origin whose label is observed
+        least = math.ceil(100 * (horizon + 1) / n) / 100
+        raise FloworkError(
+            f"the holdout is {n_hold} of {n} rows (data.holdout={holdout}): too short to score a forecast "
+            f"{horizon} step(s) ahead, it must be longer than the horizon",
+            where="conf/data/<option>.yaml, keys `data.holdout`, `data.target.horizon`",
+            fix=f"raise data.holdout to {least:.2f} or more, shorten data.target.horizon, or use more data"
+            if least < 0.5
+            else "use more data, or a shorter data.target.horizon",
+        )
     n_dev = n - n_hold - horizon  # rows whose label is observed before the holdout starts
     n_min = math.ceil(min_train * n_dev) if min_train < 1 else int(min_train)
     per_fold = (n_dev - n_min) // folds
-    if n_min < 2 or per_fold < 1 or n_hold <= horizon:
+    if n_min < 2 or per_fold < 1:
         raise FloworkError(
             f"too few rows ({n}) for {folds} folds, min_train={min_train}, holdout={holdout} and horizon={horizon}: "
             f"{n_dev} development rows leave {max(per_fold, 0)} per validation window",
             where="conf/data/<option>.yaml, keys `data.backtest.*`, `data.holdout`",
             fix="use more data, fewer folds (data.backtest.folds=2), a smaller min_train or holdout",
+        )
+    if per_fold < FEW_ROWS and (n, folds, min_train, holdout, horizon) not in WARNED:
+        WARNED.add((n, folds, min_train, holdout, horizon))  # once a process, not once a trial
+        log.warning(
+            "each of the %d validation windows has %d rows: a CV score on so few is noisy and may pick a model by "
+            "luck (fewer data.backtest.folds or a smaller data.backtest.min_train widen them)",
+            folds,
+            per_fold,
         )
     first = n_dev - folds * per_fold
     return Plan(tuple(times[first + k * per_fold] for k in range(folds)), times[n - n_hold])

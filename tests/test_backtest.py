@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,12 +59,28 @@ def test_folds_protocol(folds, min_train, holdout, horizon, drop):
 
 
 @pytest.mark.parametrize(
-    ("n", "folds", "holdout", "message"),
-    [(12, 5, 0.2, "too few rows"), (200, 0, 0.2, "folds must be >= 1"), (200, 5, 1.2, "holdout must be")],
+    ("n", "folds", "holdout", "horizon", "message"),
+    [
+        (12, 5, 0.2, 1, "too few rows"),
+        (200, 0, 0.2, 1, "folds must be >= 1"),
+        (200, 5, 1.2, 1, "holdout must be"),
+        (200, 5, 0.001, 1, r"the holdout is 1 of 200 rows .* must be longer than the horizon"),
+        (200, 2, 0.2, 40, r"(?s)holdout is 40 of 200 rows .*raise data.holdout to 0.21 or more"),
+    ],
 )
-def test_plan_errors(n, folds, holdout, message):
-    with pytest.raises(FloworkError, match=message):
-        backtest.plan(TIMES[:n], folds, 0.5, holdout, 1)
+def test_plan_errors(n, folds, holdout, horizon, message):
+    with pytest.raises(FloworkError) as e:
+        backtest.plan(TIMES[:n], folds, 0.5, holdout, horizon)
+    assert re.search(message, e.value.render())
+
+
+@pytest.mark.parametrize(("folds", "min_train", "warned"), [(2, 0.5, False), (5, 0.9, True), (40, 0.5, True)])
+def test_short_validation_windows_are_pointed_out_once(caplog, monkeypatch, folds, min_train, warned):
+    monkeypatch.setattr(backtest, "WARNED", set())
+    for _ in range(3):  # a sweep plans every trial
+        backtest.plan(TIMES, folds, min_train, 0.2, 1)
+    lines = [r for r in caplog.records if "validation windows has" in r.getMessage()]
+    assert len(lines) == (1 if warned else 0)
 
 
 def test_same_origins_for_every_model():
