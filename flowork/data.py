@@ -193,26 +193,16 @@ def to_datetime(values: pd.Series, time_format: str | None = None) -> pd.Series:
     With a `time_format`, ISO timestamps are accepted too (a request to a served model), nothing else: values that
     fit neither are an error, never parsed by pandas' guess (which would read 01/13/2012 month first)."""
     first = values.iloc[0] if len(values) else None
-    iso = (
-        next((f for layout, f in ISO_LAYOUTS.items() if layout.fullmatch(first)), None)
-        if isinstance(first, str)
-        else None
-    )
-    if time_format:
-        try:
-            return pd.to_datetime(values, format=time_format)
-        except (ValueError, TypeError) as e:
-            if iso is None:
-                raise
+    iso = next((f for lay, f in ISO_LAYOUTS.items() if lay.fullmatch(first)), None) if isinstance(first, str) else None
+    error: Exception | None = None
+    for layout in (time_format, iso):
+        if layout:
             try:
-                return pd.to_datetime(values, format=iso)
-            except (ValueError, TypeError):
-                raise e from None
-    if iso:
-        try:
-            return pd.to_datetime(values, format=iso)
-        except (ValueError, TypeError):
-            pass
+                return pd.to_datetime(values, format=layout)
+            except (ValueError, TypeError) as e:
+                error = error or e  # the user's layout's error says more than ISO's
+    if time_format and error is not None:
+        raise error
     return pd.to_datetime(values)
 
 

@@ -171,12 +171,12 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
             missing = sorted(OmegaConf.missing_keys(merged))
         except OmegaConfBaseException as e:
             key = getattr(e, "full_key", None) or "?"
-            group, choices = key.split(".")[0], choices or {}
+            group, chosen = key.split(".")[0], choices or {}
             # OmegaConf appends the key and the node types it went through: the key is said in `where`
             message = str(getattr(e, "msg", e)).split("\n    full_key:")[0]
             raise FloworkError(
                 f"invalid config value: {message}",
-                where=f"conf/{group}/{choices[group]}.yaml, key `{key}`" if group in choices else f"key `{key}`",
+                where=f"conf/{group}/{chosen[group]}.yaml, key `{key}`" if group in chosen else f"key `{key}`",
                 fix="correct the value in the YAML file or on the command line (key=value)",
             ) from None
     if missing:
