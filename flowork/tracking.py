@@ -468,6 +468,10 @@ class Tracker:
         """The MLflow id of a run this Tracker returned (the same here; see tracking_service.QueuedTracker)."""
         return run_id
 
+    def applied(self, run_id: str | None) -> bool:
+        """Whether `resolve(run_id)` returns at once (always here; see tracking_service.QueuedTracker)."""
+        return True
+
     def check(self) -> None:
         """Raise an error of earlier writes (they raised at once here: see tracking_service.QueuedTracker)."""
 

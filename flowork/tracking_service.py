@@ -17,6 +17,11 @@ other path uses (wandb and Neptune log through a process of their own for the sa
   teardown once every write is applied.
 - Nothing sent is lost: the tracking process applies every write it received, also when the sweep's process dies
   (its pipe then closes) or is interrupted (it has its own session, and applies the KILLED ends the sweep sends).
+- A parallel sweep's workers on this machine (joblib) send their writes here too, each over a connection of its own
+  to a socket the tracking process listens on (`serve_workers`). So MLflow is imported once, here, off every
+  trial's path, instead of by the sweep's process and by every worker (~2-3 s each, on cores the trials need).
+  Workers are accepted only once the sweep's process says so, after the study runs their trials name as parents:
+  those come first, whatever the timing. Ray's workers may be on other machines and write to MLflow directly.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import os
 import pickle
 import queue
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -37,13 +44,30 @@ from flowork.tracking import _TRACKERS, Tracker, tracker_key
 
 HANDLE = "queued-run:"  # prefix of a run's name until the tracking process reports its MLflow id
 CREATES = {"start", "find_or_start"}  # the calls that create (or reopen) a run: their first argument is its handle
+MAIN = 0  # the sweep's process, on the tracking process's pipe; its workers are numbered from 1 as they connect
+ADMIT = b"admit"  # raw bytes on the pipe (a request is a pickle): workers are accepted from here on
+LINGER = 10.0  # seconds the tracking process waits for connected workers after the sweep's process is done
+_HANDLES = itertools.count()  # a run's handle names its process: workers' handles share the tracking process
 
 
 def queued_tracker(tracking: Any, root: str, model_name: str | None = None) -> QueuedTracker:
     """A QueuedTracker for a config's `tracking` node, also what `tracker_for` returns in this process until it is
     closed (a trial's run() finds it there). `model_name`: checked by the tracking process (MLflow's rule)."""
     key = tracker_key(tracking, root)
-    tracker = _TRACKERS[key] = QueuedTracker(key, root, model_name)
+    child = _STARTED.pop() if _STARTED and _STARTED[-1].root == root else None
+    discard_prestarted()
+    tracker = _TRACKERS[key] = QueuedTracker(key, child or Child.spawn(root), model_name)
+    return tracker
+
+
+def worker_tracker(tracking: Any, root: str, service: tuple[str, bytes]) -> QueuedTracker:
+    """In a sweep's worker: a QueuedTracker connected to the sweep's tracking process at `service` (the address and
+    key `serve_workers` gave), also what `tracker_for` returns in this process until it is closed."""
+    key = tracker_key(tracking, root)
+    tracker = _TRACKERS.get(key)
+    if isinstance(tracker, QueuedTracker) and tracker.service == service and not tracker.closed:
+        return tracker  # this worker's, from an earlier launch of the same sweep
+    tracker = _TRACKERS[key] = QueuedTracker(key, Child.connect(service, root))
     return tracker
 
 
@@ -52,7 +76,7 @@ class QueuedTracker(Tracker):
 
     writes_later = True
 
-    def __init__(self, key: tuple[str, str, str | None], root: str, model_name: str | None = None) -> None:
+    def __init__(self, key: tuple[str, str, str | None], child: Child, model_name: str | None = None) -> None:
         self.key = key
         self.uri = key[0]
         self.ids: dict[str, str] = {}  # handle -> MLflow run id, as the tracking process reports them
@@ -64,9 +88,8 @@ class QueuedTracker(Tracker):
         self.numbers = itertools.count()
         self.changed = threading.Condition()
         self.local: Tracker | None = None  # this process's own Tracker, for reads (`client`)
-        child = _STARTED.pop() if _STARTED and _STARTED[-1].root == root else None
-        discard_prestarted()
-        self.process, self.requests, self.replies, _ = child or Child.spawn(root)
+        self.process, self.requests, self.replies, _, self.service = child  # process: None in a worker
+        self.told_address = self.service is not None  # the sweep's: once the tracking process reports it
         self.alive = True  # until its replies end
         self.closed = False  # close() was called
         threading.Thread(target=self._read_replies, name="flowork-tracking-replies", daemon=True).start()
@@ -118,6 +141,11 @@ class QueuedTracker(Tracker):
             self.local = Tracker(*self.key)
         return self.local.client
 
+    def applied(self, run_id: str | None) -> bool:
+        """Whether `resolve(run_id)` returns at once: the run's end is applied (or the tracking process is gone)."""
+        end = self.ends.get(run_id) if run_id is not None else None
+        return run_id is None or (end is not None and (end in self.answers or not self.alive))
+
     def resolve(self, run_id: str) -> str:
         """The MLflow id of a run, once its end and every write sent before it are applied (not the writes sent
         since: the next trial's, ~10 ms a trial here): a sweep tells Optuna a trial is complete only once the
@@ -134,6 +162,25 @@ class QueuedTracker(Tracker):
             raise self._failure()
         return self.ids.get(run_id, run_id)
 
+    def serve_workers(self) -> tuple[str, bytes] | None:
+        """Let the sweep's workers on this machine send their writes to the tracking process too: (address, key)
+        they connect with (`worker_tracker`); their writes are applied after every write sent here before. None:
+        it could not listen (workers then write to MLflow themselves)."""
+        try:
+            self.requests.send_bytes(ADMIT)
+        except OSError:  # BrokenPipeError: the tracking process is gone
+            raise self._failure() from None
+        with self.changed:
+            self.changed.wait_for(lambda: self.told_address or not self.alive)
+        if not self.told_address:
+            raise self._failure()
+        return self.service
+
+    def wait_for_workers(self) -> None:
+        """Return once every worker's connection is gone (closed, or its process died) and what it sent is applied,
+        or after LINGER seconds: a dead worker's last writes may still be on their way."""
+        self._call("workers_gone")
+
     def check(self) -> None:
         """Raise the tracking process's first error, once."""
         if self.errors and not self.raised:
@@ -141,14 +188,18 @@ class QueuedTracker(Tracker):
             raise self.errors[0]
 
     def close(self) -> None:
-        """Wait until every write is applied and the tracking process has exited; raise its first error, if any
-        was not raised yet."""
+        """Wait until every write is applied and the tracking process has exited (a worker: has said goodbye);
+        raise its first error, if any was not raised yet."""
         self.closed = True
         if self.alive:
             with contextlib.suppress(FloworkError):  # it ended anyway; its first error, if any, is raised below
                 self._call("close")
-        self.requests.close()
-        self.process.wait()
+        with self.changed:  # its goodbye ends the thread reading its replies: a connection in use is not closed
+            self.changed.wait_for(lambda: not self.alive)
+        self.requests.close()  # the end of this client's requests
+        self.replies.close()
+        if self.process is not None:
+            self.process.wait()
         if _TRACKERS.get(self.key) is self:
             del _TRACKERS[self.key]
         self.check()
@@ -162,7 +213,7 @@ class QueuedTracker(Tracker):
             raise self._failure()
 
     def _create(self, method: str, name: str, tags: dict[str, str], parent_run_id: str | None) -> str:
-        handle = f"{HANDLE}{next(self.numbers)}"
+        handle = f"{HANDLE}{os.getpid()}.{next(_HANDLES)}"
         self._send(method, handle, name, dict(tags), parent_run_id)
         return handle
 
@@ -195,9 +246,13 @@ class QueuedTracker(Tracker):
                 kind, key, value = self.replies.recv()
             except (EOFError, OSError):
                 break
+            if kind == "bye":  # the answer to close() came before: nothing more will
+                break
             with self.changed:
                 if kind == "id":
                     self.ids[key] = value
+                elif kind == "listening":
+                    self.service, self.told_address = value, True
                 elif kind == "error":
                     error = FloworkError(value["what"], where=value["where"], fix=value["fix"])
                     self.errors.append(error)
@@ -215,21 +270,30 @@ class QueuedTracker(Tracker):
         self.raised = True
         if self.errors:
             return self.errors[0]
+        code = f"exit code {self.process.poll()}" if self.process is not None else "its connection closed"
         return FloworkError(
-            f"flowork's tracking process ended unexpectedly (exit code {self.process.poll()}); the writes it had "
-            "applied are in MLflow",
+            f"flowork's tracking process ended unexpectedly ({code}); the writes it had applied are in MLflow",
             where="the messages above this one",
             fix="run the same command again: the sweep resumes, finished trials are kept",
         )
 
 
 class Child(NamedTuple):
-    """A tracking process and the two ends of its pipes this process holds."""
+    """A tracking process and the two ends of its pipes this process holds (a worker: its one connection)."""
 
-    process: Any  # subprocess.Popen
+    process: Any  # subprocess.Popen; None in a worker (the sweep's process started it)
     requests: Any  # multiprocessing.connection.Connection, written here
     replies: Any  # read here
     root: str  # its working directory: the project's
+    service: tuple[str, bytes] | None = None  # where workers connect: known to a worker, reported to the sweep
+
+    @classmethod
+    def connect(cls, service: tuple[str, bytes], root: str) -> Child:
+        from multiprocessing.connection import Client
+
+        address, key = service
+        connection = Client(address, family="AF_UNIX", authkey=key)
+        return cls(None, connection, connection, root, service)
 
     @classmethod
     def spawn(cls, root: str) -> Child:
@@ -277,83 +341,213 @@ def discard_prestarted() -> None:
 def serve(requests: Any, replies: Any) -> None:
     """The tracking process: apply each request in order; answer the ones that wait; report errors."""
     import signal
-    import traceback
-
-    from flowork.tracking import get_tracker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep, which then sends its runs' KILLED ends
-    received = drained(requests)
+    received: queue.Queue[tuple[int, bytes | None]] = queue.Queue()
+    workers = Workers(received)
+    replies.send(("listening", None, workers.address))  # before MLflow's import: the sweep may admit workers soon
+    read(MAIN, requests, received, admit=workers.admit)
     import mlflow  # noqa: F401  (before the first request: see prestart)
 
     # warnings on the sweep's console, as Hydra logs them there (urllib3's "Retrying ..." while a server is down)
     logging.basicConfig(format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", level=logging.WARNING)
-    tracker: Any = None
-    ids: dict[str, str] = {}
-    while True:
-        request = received.get()
-        if request is None:
-            break  # the sweep's process closed the pipe (or died): every request it sent has been applied
+    service = Service(replies, workers)
+    try:
+        while service.going():
+            try:
+                client, request = received.get(timeout=service.timeout())
+            except queue.Empty:
+                continue  # a wait for workers may have timed out
+            if request is None:
+                service.gone(client)
+            else:
+                service.handle(client, request)
+    finally:
+        workers.close()
+
+
+class Service:
+    """The tracking process's state: each client's Tracker (the same one: same store), each run's MLflow id by
+    handle, and the sweep's waits for its workers to be gone."""
+
+    def __init__(self, replies: Any, workers: Workers) -> None:
+        self.replies, self.workers = replies, workers
+        self.trackers: dict[int, Any] = {}
+        self.unopened: dict[int, Exception] = {}  # why a client's store did not open: its later requests say so too
+        self.ids: dict[str, str] = {}
+        self.waits: list[int] = []  # the sweep's "workers_gone" requests, answered once no worker is connected
+        self.deadline: float | None = None  # when those waits (or the exit) stop waiting for workers (LINGER)
+        self.main_done = False  # the sweep's process closed or ended: its workers' last writes, then exit
+
+    def going(self) -> bool:
+        """Answer the waits for workers that are over; False once the sweep's process and its workers are done."""
+        settled = not self.workers.connections or time.monotonic() > (self.deadline or math.inf)
+        if settled and self.waits:
+            for number in self.waits:
+                self.send(MAIN, ("reply", number, None))
+            self.waits, self.deadline = [], None
+        return not (self.main_done and settled)
+
+    def timeout(self) -> float | None:
+        """How long to wait for the next request: until the deadline, if one runs."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def linger(self) -> None:
+        self.deadline = self.deadline or time.monotonic() + LINGER
+
+    def gone(self, client: int) -> None:
+        """A client's requests ended (its pipe or connection closed, or its process died): all it sent is applied."""
+        self.trackers.pop(client, None)
+        if client == MAIN:
+            self.main_done = True
+            self.linger()  # a worker may still be sending its last writes
+        elif (connection := self.workers.connections.pop(client, None)) is not None:
+            connection.close()  # its reading thread ended: that is how its end came here
+
+    def send(self, client: int, message: Any) -> None:
+        connection = self.replies if client == MAIN else self.workers.connections.get(client)
+        if connection is not None:
+            with contextlib.suppress(OSError):  # its process died: nobody waits for the answer
+                connection.send(message)
+
+    def handle(self, client: int, request: bytes) -> None:
         try:
             number, method, args = pickle.loads(request)
         except Exception as e:  # cannot tell which request it was: report it and end (the sweep's waits end too)
             what = f"flowork's tracking process could not read a request: {type(e).__name__}: {e}"
-            replies.send(("error", None, {"what": what, "where": None, "fix": None}))
-            break
+            self.send(client, ("error", None, {"what": what, "where": None, "fix": None}))
+            if client == MAIN:
+                self.gone(MAIN)  # (the sweep's waits end with this process)
+            return
+        if method == "workers_gone":
+            self.waits.append(number)
+            self.linger()
+            return
         try:
-            result: Any = None
-            if method == "open":
-                key, model_name = args
-                if model_name is not None:
-                    from flowork.select import check_model_name
-
-                    check_model_name(model_name)
-                tracker = get_tracker(*key)
-            elif method not in {"sync", "close"}:
-                if tracker is None:  # opening the store failed, and that error was reported
-                    raise FloworkError("the tracking store is not open (see the error before)")
-                args = [ids.get(a, a) if isinstance(a, str) else a for a in args]
-                if method in CREATES:
-                    handle, *args = args
-                    result = ids[handle] = getattr(tracker, method)(*args)
-                    replies.send(("id", handle, result))
-                else:
-                    result = getattr(tracker, method)(*args)
+            result = self.apply(client, method, args)
             if number is not None:
-                replies.send(("reply", number, result))
+                self.send(client, ("reply", number, result))
         except Exception as e:
-            if isinstance(e, FloworkError):
-                error = {"what": e.what, "where": e.where, "fix": e.fix}
-            else:
-                error = {
-                    "what": f"tracking in MLflow failed: {type(e).__name__}: {e}",
-                    "where": "flowork's tracking process (FLOWORK_TRACEBACK=1 prints its traceback)",
-                    "fix": "fix the cause, then run the same command again: the sweep resumes",
-                }
-                if os.environ.get("FLOWORK_TRACEBACK"):
-                    traceback.print_exc()
-            replies.send(("error", number, error))
+            self.send(client, ("error", number, error_report(e)))
         if method == "close":
-            break
+            self.send(client, ("bye", None, None))  # its requests end when it closes its end
+
+    def open(self, key: tuple[str, str, str | None], model_name: str | None) -> Any:
+        from flowork.tracking import get_tracker
+
+        if MAIN in self.unopened:  # the sweep's store or model name was refused: so are its workers'
+            raise self.unopened[MAIN]
+        if model_name is not None:
+            from flowork.select import check_model_name
+
+            check_model_name(model_name)
+        return get_tracker(*key)
+
+    def apply(self, client: int, method: str, args: Any) -> Any:
+        if method == "open":
+            try:
+                self.trackers[client] = self.open(*args)
+            except Exception as e:
+                self.unopened[client] = e
+                raise
+            return None
+        if method in {"sync", "close"}:
+            return None
+        tracker = self.trackers.get(client)
+        if tracker is None:  # opening the store failed
+            raise self.unopened.get(client) or FloworkError("the tracking store is not open (see the error before)")
+        args = [self.ids.get(a, a) if isinstance(a, str) else a for a in args]
+        if method in CREATES:
+            handle, *args = args
+            run_id = self.ids[handle] = getattr(tracker, method)(*args)
+            self.send(client, ("id", handle, run_id))
+            return run_id
+        return getattr(tracker, method)(*args)
 
 
-def drained(requests: Any) -> queue.Queue[bytes | None]:
-    """The requests, read off the pipe as they arrive (None at its end): a pipe holds ~64 KB, and a trial's
-    predictions alone are about that, so a sweep writing while the writes before are applied would wait for them.
-    Kept as bytes: unpickled by the one thread that applies them (a frame unpickled here while that thread imports
-    pandas met a half-imported pandas)."""
+def error_report(e: Exception) -> dict[str, str | None]:
+    """An error of a request, as the client's QueuedTracker raises it (a FloworkError)."""
+    import traceback
 
-    def read() -> None:
+    if isinstance(e, FloworkError):
+        return {"what": e.what, "where": e.where, "fix": e.fix}
+    if os.environ.get("FLOWORK_TRACEBACK"):
+        traceback.print_exc()
+    return {
+        "what": f"tracking in MLflow failed: {type(e).__name__}: {e}",
+        "where": "flowork's tracking process (FLOWORK_TRACEBACK=1 prints its traceback)",
+        "fix": "fix the cause, then run the same command again: the sweep resumes",
+    }
+
+
+class Workers:
+    """The socket a parallel sweep's workers connect to (in a folder only this user can enter; each connection
+    authenticated with a key only the sweep's processes have), and each connected worker's connection."""
+
+    def __init__(self, received: queue.Queue[tuple[int, bytes | None]]) -> None:
+        import tempfile
+        from multiprocessing.connection import Listener
+
+        self.folder = tempfile.mkdtemp(prefix="flowork-tracking-")
+        key = os.urandom(32)
+        self.listener: Any = None
+        self.address: tuple[str, bytes] | None = None  # None: workers write to MLflow themselves
+        try:
+            self.listener = Listener(os.path.join(self.folder, "socket"), family="AF_UNIX", authkey=key)
+            self.address = (self.listener.address, key)
+        except OSError:  # e.g. a $TMPDIR too long for a socket's path (~100 characters)
+            pass
+        self.received = received
+        self.connections: dict[int, Any] = {}
+        self.admitted = False
+
+    def admit(self) -> None:
+        """Accept workers from now on: every request the sweep's process sent before is queued already."""
+        if not self.admitted and self.listener is not None:
+            self.admitted = True
+            threading.Thread(target=self._accept, name="flowork-tracking-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        for client in itertools.count(MAIN + 1):
+            try:
+                connection = self.listener.accept()
+            except OSError:  # closed: the process is ending
+                return
+            except Exception:  # a connection without the key (multiprocessing.AuthenticationError)
+                continue
+            self.connections[client] = connection  # before its first request is queued: its answers go here
+            read(client, connection, self.received)
+
+    def close(self) -> None:
+        import shutil
+
+        if self.listener is not None:
+            with contextlib.suppress(OSError):
+                self.listener.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def read(client: int, connection: Any, received: queue.Queue, admit: Any = None) -> None:
+    """Start a thread that reads a client's requests off its connection as they arrive, into `received` as
+    (client, bytes), then (client, None) at its end: a pipe holds ~64 KB, and a trial's predictions alone are about
+    that, so a sweep writing while the writes before are applied would wait for them. Kept as bytes: unpickled by
+    the one thread that applies them (a frame unpickled here while that thread imports pandas met a half-imported
+    pandas). `admit`: called in order when the client sends ADMIT."""
+
+    def run() -> None:
         try:
             while True:
-                received.put(requests.recv_bytes())
+                request = connection.recv_bytes()
+                if request == ADMIT and admit is not None:
+                    admit()
+                else:
+                    received.put((client, request))
         except (EOFError, OSError):
             pass
         finally:
-            received.put(None)
+            received.put((client, None))
 
-    received: queue.Queue[bytes | None] = queue.Queue()
-    threading.Thread(target=read, name="flowork-tracking-requests", daemon=True).start()
-    return received
+    threading.Thread(target=run, name=f"flowork-tracking-requests-{client}", daemon=True).start()
 
 
 if __name__ == "__main__":

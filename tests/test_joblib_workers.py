@@ -58,11 +58,10 @@ def test_the_launch_reuses_the_warmed_workers(tmp_path, monkeypatch):
             ],
             return_hydra_config=True,
         )
-    thread = _joblib.warm_workers(cfg, str(tmp_path))
+    thread = _joblib.warm_workers(cfg)
     assert thread is not None
     thread.join(timeout=120)
     assert not thread.is_alive()
-    assert (tmp_path / "mlflow.db").exists()  # the workers opened (created) the store as their trials will
     # the joblib launcher's own call: same settings, so the same reusable executor and processes
 
     params = OmegaConf.to_container(cfg.hydra.launcher)
@@ -77,7 +76,7 @@ def test_the_launch_reuses_the_warmed_workers(tmp_path, monkeypatch):
 def test_other_launchers_are_left_alone():
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", return_hydra_config=True)  # the basic launcher: trials run in this process
-    assert _joblib.warm_workers(cfg, ".") is None
+    assert _joblib.warm_workers(cfg) is None
 
 
 def running(pid: int) -> bool:
@@ -97,7 +96,7 @@ def test_released_workers_are_gone(tmp_path):
         )
     from multiprocessing import forkserver
 
-    warming = _joblib.warm_workers(cfg, str(tmp_path))
+    warming = _joblib.warm_workers(cfg)
     warming.join(timeout=120)
     assert len(set(warming.pids)) == 2 and all(running(p) for p in warming.pids)
     server = forkserver._forkserver._forkserver_pid
@@ -109,7 +108,7 @@ def test_released_workers_are_gone(tmp_path):
     while any(running(p) for p in warming.pids) and time.time() < deadline:
         time.sleep(0.05)
     assert not any(running(p) for p in warming.pids)
-    again = _joblib.warm_workers(cfg, str(tmp_path))  # a later launch gets a new fork server and new workers
+    again = _joblib.warm_workers(cfg)  # a later launch gets a new fork server and new workers
     again.join(timeout=120)
     assert len(set(again.pids)) == 2 and not set(again.pids) & set(warming.pids)
     _joblib.release_workers()
@@ -120,4 +119,4 @@ def test_one_job_runs_in_process_and_is_not_warmed():
         cfg = compose(
             "config", overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"], return_hydra_config=True
         )
-    assert _joblib.warm_workers(cfg, ".") is None
+    assert _joblib.warm_workers(cfg) is None

@@ -121,12 +121,14 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
         ("data.uri=no/such/file.csv", "data file not found", 0),  # not one failed trial per trial
         # MLflow's rule, checked by the tracking process while the first trial runs
         ("tracking.model_name='team/forecaster'", "cannot be registered", 1),
+        # ... and by each parallel worker's first trial
+        ("tracking.model_name='team/forecaster' hydra/launcher=joblib hydra.launcher.n_jobs=2", "cannot be", 2),
     ],
 )
 def test_settings_that_would_waste_the_sweep_are_refused_before_it_runs(
     tmp_path, short_csv, setting, message, trials_run
 ):
-    out = sweep(*sweep_args(tmp_path, short_csv), "model=ridge", "search.n_trials=20", setting)
+    out = sweep(*sweep_args(tmp_path, short_csv), "model=ridge", "search.n_trials=20", *setting.split())
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert message in out.stderr
     assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) <= trials_run

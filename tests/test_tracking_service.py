@@ -1,8 +1,9 @@
-"""The tracking process of a sequential sweep (flowork/tracking_service.py): what it writes, what happens when the
-sweep's process dies, and how its errors reach the user."""
+"""The tracking process of a sweep (flowork/tracking_service.py): what it writes, for the sweep and its workers, what
+happens when the sweep's process or a worker dies, and how its errors reach the user."""
 
 from __future__ import annotations
 
+import os
 import time
 from types import SimpleNamespace
 
@@ -85,14 +86,15 @@ def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path):
     tracker.close()
 
 
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
-def test_a_sweep_whose_store_cannot_be_opened_stops_with_a_clear_message(tmp_path, short_csv, launcher):
+@pytest.mark.parametrize(("launcher", "workers"), [([], 1), (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2)])
+def test_a_sweep_whose_store_cannot_be_opened_stops_with_a_clear_message(tmp_path, short_csv, launcher, workers):
     (tmp_path / "afile").write_text("not a folder")
     args = [a for a in sweep_args(tmp_path, short_csv) if not a.startswith("tracking.uri=")]
     out = sweep(*args, f"tracking.uri=sqlite:///{tmp_path}/afile/mlflow.db", "model=ridge", *launcher)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "cannot reach the MLflow tracking store" in out.stderr
-    assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) <= 1  # stopped at the first trial's end at the latest
+    # each worker stopped at the end of its first trial at the latest
+    assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) <= workers
 
 
 def test_runs_sent_before_the_sweeps_process_died_are_applied_and_the_sweep_resumes(tmp_path, short_csv):
@@ -170,3 +172,97 @@ def test_a_seeded_sequential_sweep_is_repeatable_though_each_trial_is_told_one_l
         assert [t.state for t in done] == [TrialState.COMPLETE] * 6
         proposals.append([t.params for t in done])
     assert proposals[0] == proposals[1]
+
+
+def worker_of(tracker):
+    """A second client of the same tracking process, as a sweep's worker process connects (here: in this process)."""
+    from flowork.tracking_service import Child, QueuedTracker
+
+    return QueuedTracker(tracker.key, Child.connect(tracker.serve_workers(), str(ROOT)))
+
+
+def test_workers_write_through_the_sweeps_tracking_process_under_its_runs(tmp_path):
+    tracker = queued_tracker(tracking(tmp_path), str(ROOT))
+    try:
+        study = tracker.start("study", {"flowork.role": "study"})  # a handle: not created in MLflow yet, maybe
+        workers = [worker_of(tracker), worker_of(tracker)]
+        trial_runs = []
+        for k, worker in enumerate(workers):
+            run = worker.start(f"trial {k}", {"flowork.trial": str(k)}, study)
+            worker.log(run, metrics={"cv_mae": float(k)})
+            worker.end(run)
+            trial_runs.append(worker.resolve(run))
+            worker.close()
+        tracker.wait_for_workers()  # none connected: at once
+        study_id = tracker.resolve(study)
+    finally:
+        tracker.close()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    for k, run_id in enumerate(trial_runs):
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.metrics == {"cv_mae": float(k)}
+        assert run.data.tags["mlflow.parentRunId"] == study_id
+
+
+@pytest.mark.timeout(60)
+def test_what_a_dead_worker_sent_is_applied_and_the_sweep_does_not_wait_for_it(tmp_path):
+    tracker = queued_tracker(tracking(tmp_path), str(ROOT))
+    try:
+        import socket
+
+        study = tracker.start("study", {})
+        worker = worker_of(tracker)
+        run = worker.start("trial 0", {"flowork.trial": "0"}, study)
+        worker.log(run, metrics={"cv_mae": 1.0})
+        # its process died: no goodbye, its connection just ends
+        socket.socket(fileno=os.dup(worker.requests.fileno())).shutdown(socket.SHUT_RDWR)
+        t0 = time.monotonic()
+        tracker.wait_for_workers()
+        assert time.monotonic() - t0 < 5  # well before the wait's limit (tracking_service.LINGER)
+        found = tracker.find_trial_run(study, 0)
+    finally:
+        tracker.close()
+    run = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(found)
+    assert run.data.metrics == {"cv_mae": 1.0} and run.info.status == "RUNNING"  # the sweep closes it (_impl)
+
+
+def test_a_connection_without_the_key_is_refused_and_the_workers_go_on(tmp_path):
+    from multiprocessing import AuthenticationError
+    from multiprocessing.connection import Client
+
+    tracker = queued_tracker(tracking(tmp_path), str(ROOT))
+    try:
+        address, _ = tracker.serve_workers()
+        with pytest.raises(AuthenticationError):
+            Client(address, family="AF_UNIX", authkey=b"guessed")
+        worker = worker_of(tracker)
+        run = worker.start("trial 0", {})
+        worker.end(run)
+        assert worker.resolve(run)
+        worker.close()
+    finally:
+        tracker.close()
+    assert not os.path.exists(address)  # the socket and its private folder go with the tracking process
+
+
+def test_a_parallel_sweeps_workers_do_not_import_mlflow(tmp_path, short_csv):
+    """~2-3 s of start-up each here: their writes go to the sweep's tracking process instead."""
+    out = sweep(
+        *sweep_args(tmp_path, short_csv),
+        "model=ridge",
+        "model.train._target_=tests.sweep_helpers.imports",
+        "data.backtest.folds=2",
+        "search.n_trials=6",
+        "sweep.select=false",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = [p.read_text().split() for p in tmp_path.glob("sweeps/s/ridge/*/imports.txt")]
+    assert len(seen) == 6 and len({pid for pid, _ in seen}) == 2
+    assert {imported for _, imported in seen} == {"False"}
+    assert [t.state for t in trials(tmp_path, "s", "ridge")] == [TrialState.COMPLETE] * 6
+    _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+    _, studies = runs(tmp_path, "tags.`flowork.role` = 'study'")
+    assert len(trial_runs) == 6 and {r.info.status for r in trial_runs} == {"FINISHED"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in trial_runs} == {studies[0].info.run_id}

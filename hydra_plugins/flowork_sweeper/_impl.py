@@ -73,11 +73,11 @@ class FloworkSweeperImpl:
         fresh = not Path(sweep_dir).exists()
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         root = os.getcwd()
-        warming = _joblib.warm_workers(self.config, root)  # the launcher's workers start while this process plans
+        warming = _joblib.warm_workers(self.config)  # the launcher's workers start while this process plans
         model_name = str(self.config.tracking.model_name) if self.config.sweep.select else None
         tracker: Tracker | None = None
         try:
-            if self.trials_in_this_process(slots):  # tracked by a process of its own (tracking_service.py)
+            if self.workers_on_this_machine():  # tracked by a process of its own (tracking_service.py)
                 from flowork.tracking_service import queued_tracker
 
                 tracker = queued_tracker(self.config.tracking, root, model_name)
@@ -136,6 +136,8 @@ class FloworkSweeperImpl:
             launcher = Plugins.instance().instantiate_launcher(
                 hydra_context=self.hydra_context, task_function=worker, config=self.config
             )
+            if tracker.writes_later:  # the workers write through this sweep's tracking process too
+                plan.service = tracker.serve_workers()
         from flowork.progress import Progress
 
         try:
@@ -151,6 +153,8 @@ class FloworkSweeperImpl:
                     except Exception as e:  # e.g. joblib's TerminatedWorkerError: a trial killed its process
                         log.warning("a worker died (%s: %s); closing its trials", type(e).__name__, e)
                         died = True
+                        if plan.service is not None:  # what the dead worker sent is applied before its trials close
+                            tracker.wait_for_workers()
                     else:
                         raise_worker_errors(returns)
                     closed = self.close_dead_trials(plan, storage, tracker)
@@ -333,6 +337,11 @@ class FloworkSweeperImpl:
 
     def available_models(self) -> list[str]:
         return [p.stem for p in Path(os.getcwd(), "conf", "model").glob("*.yaml")]
+
+    def workers_on_this_machine(self) -> bool:
+        """Whether the launcher runs the workers here: in this process (basic) or in its child processes (joblib);
+        Ray's may run on other machines."""
+        return OmegaConf.select(self.config, "hydra.launcher._target_") in {BASIC, _joblib.JOBLIB}
 
     def trials_in_this_process(self, slots: int | None) -> bool:
         """Whether the launcher runs the workers in this very process: Hydra's basic launcher always does (one

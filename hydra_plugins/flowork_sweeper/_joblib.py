@@ -1,17 +1,17 @@
 """The joblib launcher's worker processes: warmed while the main process plans, released once the trials are done.
 
-A fresh worker spends ~3 s before its first trial here: starting Python, importing flowork, pandas and MLflow, and
-opening the tracking store. The main process needs about as long to open the store and plan the studies, and until
-it launches, the workers do not exist. joblib keeps one reusable loky executor per configuration, so a first
-`Parallel` call with the launcher's own configuration starts the very processes the launcher will use; running the
-imports there overlaps both start-ups. When the trials are done, the idle workers are stopped at once instead of
-at interpreter exit, where each one's orderly teardown (~1 s with MLflow loaded) delays the command's return; so is the
-fork server they came from, which would otherwise hold the command's output open through its own teardown.
-Other launchers (basic, Ray) are left alone.
+A fresh worker spends ~1-2 s before its first trial here: starting Python, importing flowork, pandas and Optuna (not
+MLflow: the workers send their writes to the sweep's tracking process). The main process needs about as long to plan
+the studies, and until it launches, the workers do not exist. joblib keeps one reusable loky executor per
+configuration, so a first `Parallel` call with the launcher's own configuration starts the very processes the
+launcher will use; running the imports there overlaps both start-ups. When the trials are done, the idle workers are
+stopped at once instead of at interpreter exit, where each one's orderly teardown (~0.5 s with pandas loaded) delays
+the command's return; so is the fork server they came from, which would otherwise hold the command's output open
+through its own teardown. Other launchers (basic, Ray) are left alone.
 
 The workers are forked from a fork server (loky's `forkserver` start method, Python's own mechanism) that imports
 what every trial needs once (PRELOAD), rather than each being a fresh interpreter importing it all again: on 2 cores,
-two workers importing MLflow, pandas and Optuna next to the planning main process is seconds of start-up. The server is
+two workers importing pandas and Optuna next to the planning main process is seconds of start-up. The server is
 a clean process of its own (no open store, no threads of the main process), so forking it is safe.
 """
 
@@ -26,20 +26,18 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("flowork.sweep")
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-# imported once by the fork server, inherited by every worker forked from it; MLflow's stores are not imported with
-# `mlflow` itself (the sqlite one is ~1.5 s here: SQLAlchemy, alembic, the ORM models)
+# imported once by the fork server, inherited by every worker forked from it (MLflow is not: the workers' writes are
+# applied by the sweep's tracking process)
 PRELOAD = [
     "optuna",
-    "mlflow",
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.tracking.rest_store",
     "flowork.run",
+    "flowork.tracking_service",
     "hydra_plugins.hydra_joblib_launcher._core",
     __name__,
 ]
 
 
-def warm_workers(config: DictConfig, root: str) -> Warming | None:
+def warm_workers(config: DictConfig) -> Warming | None:
     """Start warming the launcher's workers in the background; join it before launching."""
     if OmegaConf.select(config, "hydra.launcher._target_") != JOBLIB:
         return None
@@ -55,7 +53,7 @@ def warm_workers(config: DictConfig, root: str) -> Warming | None:
     if workers == 1:  # joblib runs a single job in this very process: nothing to warm
         return None
     use_fork_server()
-    warming = Warming(params, workers, OmegaConf.to_container(config.tracking, resolve=True), root)
+    warming = Warming(params, workers)
     warming.start()
     return warming
 
@@ -73,31 +71,28 @@ def use_fork_server() -> None:
 
 
 class Warming(threading.Thread):
-    def __init__(self, params: dict[str, Any], workers: int, tracking: Any, root: str) -> None:
+    def __init__(self, params: dict[str, Any], workers: int) -> None:
         super().__init__(name="flowork-warm", daemon=True)
-        self.params, self.workers, self.tracking, self.root = params, workers, tracking, root
+        self.params, self.workers = params, workers
         self.pids: list[int] = []  # the processes warmed
 
     def run(self) -> None:
         try:
             from joblib import Parallel, delayed
 
-            self.pids = Parallel(**self.params)(delayed(warm)(self.tracking, self.root) for _ in range(self.workers))
+            self.pids = Parallel(**self.params)(delayed(warm)() for _ in range(self.workers))
             log.debug("warmed workers %s", self.pids)
         except Exception as e:  # warming is an optimisation: the launch works the same without it
             log.debug("could not warm the workers: %s: %s", type(e).__name__, e)
 
 
-def warm(tracking: dict[str, Any], root: str) -> int:
-    """In a worker: import what every trial needs and open the tracking store as its trials will (cached)."""
-    from types import SimpleNamespace
-
+def warm() -> int:
+    """In a worker: import what every trial needs (preloaded by the fork server where there is one)."""
     import optuna  # noqa: F401
 
     import flowork.run  # noqa: F401
-    from flowork.tracking import tracker_for
+    import flowork.tracking_service  # noqa: F401
 
-    tracker_for(SimpleNamespace(**tracking), root)
     return os.getpid()
 
 
@@ -114,7 +109,7 @@ def release_workers() -> None:
 
 def stop_fork_server() -> None:
     """Kill the fork server the workers came from. Left alone, it notices this process's end and then tears down
-    its own interpreter (~0.8 s with MLflow loaded) while holding the command's stdout and stderr open: whoever
+    its own interpreter (~0.5 s with pandas loaded) while holding the command's stdout and stderr open: whoever
     waits for the command's output (a shell pipe, subprocess.run) waits that long after the sweep is done. It holds
     no open file or store, only the preloaded modules; a later launch starts a new one (multiprocessing does so for
     a server that is gone)."""

@@ -37,7 +37,8 @@ def enter_project(hydra_context: HydraContext, config: DictConfig, plan: Any) ->
     os.chdir(root)  # relative paths of the trials (hydra.sweep.dir, outputs) start at the project, as for joblib
     instantiate.ensure_importable(root)
     check_visible(plan.storage, "the study storage", "sweep.storage")
-    check_visible(plan.tracking["uri"], "the MLflow store", "tracking.uri")
+    if plan.service is None:  # else the sweep's tracking process writes (and may still be creating the store)
+        check_visible(plan.tracking["uri"], "the MLflow store", "tracking.uri")
     # The trials' runs go to the sweep's store: a worker does not inherit $MLFLOW_TRACKING_URI from the shell that
     # started the sweep (`tracking.uri`, when set, is the same value and wins anyway).
     os.environ["MLFLOW_TRACKING_URI"] = plan.tracking["uri"]

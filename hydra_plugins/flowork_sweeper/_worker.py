@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from flowork.tracking import redact, redact_overrides
 
 log = logging.getLogger("flowork.sweep")
+UNTOLD = 16  # trials a parallel worker runs ahead of the tracking process's writes at most (see TrialWorker)
 
 
 @dataclass
@@ -59,6 +60,9 @@ class SweepPlan:
     charts_dir: str = ""
     unit: str = ""
     sweep_pid: int = field(default_factory=os.getpid)  # the sweep's own process
+    # where its workers send their MLflow writes: the sweep's tracking process (flowork/tracking_service.py), for
+    # workers on this machine; None: they write to MLflow themselves (Ray's)
+    service: tuple[str, bytes] | None = None
 
     def tracker(self) -> Any:
         """The Tracker the trials' run() uses in this process (same store, experiment and artifact location)."""
@@ -66,7 +70,15 @@ class SweepPlan:
 
         from flowork.tracking import tracker_for
 
-        return tracker_for(SimpleNamespace(**self.tracking), os.getcwd())
+        tracking = SimpleNamespace(**self.tracking)
+        if self.service is not None and not self.in_sweep_process():
+            from flowork.tracking_service import worker_tracker
+
+            return worker_tracker(tracking, os.getcwd(), self.service)
+        return tracker_for(tracking, os.getcwd())
+
+    def in_sweep_process(self) -> bool:
+        return os.getpid() == self.sweep_pid
 
 
 @dataclass
@@ -131,7 +143,7 @@ class TrialWorker:
             worker = int(HydraConfig.get().job.num)
         # a Ray worker starts elsewhere (another directory, maybe another machine): into the project first; the
         # sweep's own process (basic launcher, one joblib job) is there, its tracking process still creating the store
-        if os.getpid() != self.plan.sweep_pid:
+        if not self.plan.in_sweep_process():
             entered = enter_project(self.hydra_context, self.config, self.plan)
             self.relocated = entered[1] is not self.config  # composed elsewhere: the plan's configs name other paths
             self.hydra_context, self.config = entered
@@ -156,12 +168,19 @@ class TrialWorker:
         rng = random.Random(worker)
         own = HydraConfig.instance().cfg  # the worker job's own, restored once its trials are done
         tracker = self.plan.tracker()
-        # A trial is told to Optuna once its run is complete in MLflow. When a tracking process applies the writes
-        # (a sequential sweep), each trial is told after the next one ran: its writes are applied meanwhile on the
-        # other core, and the first trials do not wait for the tracking process to start. Always exactly one late,
-        # so a seeded sequential sweep stays repeatable. Not with a pruner: it judges a trial against the complete
+        own_connection = self.plan.service is not None and not self.plan.in_sweep_process()
+        # A trial is told to Optuna once its run is complete in MLflow. When a tracking process applies the writes,
+        # each trial of a sequential sweep is told after the next one ran: its writes are applied meanwhile, and the
+        # first trials do not wait for the tracking process to start. Always exactly one late, so a seeded
+        # sequential sweep stays repeatable. A parallel sweep is not repeatable anyway: its workers tell each trial
+        # as soon as its run is applied, and wait only with UNTOLD trials in hand (while the tracking process
+        # starts, ~2-3 s here, they go on running trials). Not with a pruner: it judges a trial against the complete
         # ones, and the one before would be missing.
-        untold = 1 if tracker.writes_later and self.plan.pruner is None else 0  # trials left to tell later
+        untold = 0 if not tracker.writes_later or self.plan.pruner is not None else UNTOLD if own_connection else 1
+
+        def ready(ran: Ran) -> bool:
+            return own_connection and tracker.applied(ran.context.run_id)
+
         pending: list[Ran] = []  # run, not told yet
         try:
             while True:
@@ -171,14 +190,19 @@ class TrialWorker:
                     break
                 if ran := self.run_trial(plan, studies[plan.name]):
                     pending.append(ran)
-                while len(pending) > untold:
+                while pending and (len(pending) > untold or ready(pending[0])):
                     counts[self.tell(pending.pop(0))] += 1
             while pending:
                 counts[self.tell(pending.pop(0))] += 1
+            if own_connection:  # every write applied before this worker's job returns (charts are written after
+                tracker.close()  # their trial's tell): the sweep then reads what its workers wrote
         finally:
             for ran in pending:  # stopped while the next trial ran: these are complete once their runs are
                 with contextlib.suppress(Exception):  # a run failed to be: its trial is run again on resume
                     self.tell(ran)
+            if own_connection and not tracker.closed:
+                with contextlib.suppress(Exception):  # on the way out with another error
+                    tracker.close()
             HydraConfig.instance().cfg = own
         return counts
 
