@@ -17,36 +17,29 @@ other path uses (wandb and Neptune log through a process of their own for the sa
   teardown once every write is applied.
 - Nothing sent is lost: the tracking process applies every write it received, also when the sweep's process dies
   (its pipe then closes) or is interrupted (it has its own session, and applies the KILLED ends the sweep sends).
-- A parallel sweep's workers on this machine (joblib) send their writes here too, each over a connection of its own
-  to a socket the tracking process listens on (`serve_workers`). So MLflow is imported once, here, off every
-  trial's path, instead of by the sweep's process and by every worker (~2-3 s each, on cores the trials need).
-  Workers are accepted only once the sweep's process says so, after the study runs their trials name as parents:
-  those come first, whatever the timing. Ray's workers may be on other machines and write to MLflow directly.
+- A parallel sweep's workers on this machine (joblib) send their writes there too, each over a connection of its
+  own (`serve_workers`, `worker_tracker`). So MLflow is imported once, off every trial's path, instead of by the
+  sweep's process and by every worker (~2-3 s each, on cores the trials need). Ray's workers may be on other
+  machines and write to MLflow directly.
+
+This module is the sweep's side (and a worker's); `tracking_process.py` is the tracking process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
-import math
 import os
-import pickle
-import queue
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from flowork.errors import FloworkError
 from flowork.tracking import _TRACKERS, Tracker, tracker_key
+from flowork.tracking_process import ADMIT
 
 HANDLE = "queued-run:"  # prefix of a run's name until the tracking process reports its MLflow id
-CREATES = {"start", "find_or_start"}  # the calls that create (or reopen) a run: their first argument is its handle
-MAIN = 0  # the sweep's process, on the tracking process's pipe; its workers are numbered from 1 as they connect
-ADMIT = b"admit"  # raw bytes on the pipe (a request is a pickle): workers are accepted from here on
-LINGER = 10.0  # seconds the tracking process waits for connected workers after the sweep's process is done
 _HANDLES = itertools.count()  # a run's handle names its process: workers' handles share the tracking process
 
 
@@ -178,7 +171,7 @@ class QueuedTracker(Tracker):
 
     def wait_for_workers(self) -> None:
         """Return once every worker's connection is gone (closed, or its process died) and what it sent is applied,
-        or after LINGER seconds: a dead worker's last writes may still be on their way."""
+        or after tracking_process.LINGER seconds: a dead worker's last writes may still be on their way."""
         self._call("workers_gone")
 
     def check(self) -> None:
@@ -305,7 +298,7 @@ class Child(NamedTuple):
         package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # flowork's, for the child
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_dir, os.environ.get("PYTHONPATH")) if p)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "flowork.tracking_service", str(requests_in), str(replies_out)],
+            [sys.executable, "-m", "flowork.tracking_process", str(requests_in), str(replies_out)],
             pass_fds=(requests_in, replies_out),
             cwd=root,
             env=env,
@@ -336,224 +329,3 @@ def discard_prestarted() -> None:
         child.process.wait()
         child.requests.close()
         child.replies.close()
-
-
-def serve(requests: Any, replies: Any) -> None:
-    """The tracking process: apply each request in order; answer the ones that wait; report errors."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep, which then sends its runs' KILLED ends
-    received: queue.Queue[tuple[int, bytes | None]] = queue.Queue()
-    workers = Workers(received)
-    replies.send(("listening", None, workers.address))  # before MLflow's import: the sweep may admit workers soon
-    read(MAIN, requests, received, admit=workers.admit)
-    import mlflow  # noqa: F401  (before the first request: see prestart)
-
-    # warnings on the sweep's console, as Hydra logs them there (urllib3's "Retrying ..." while a server is down)
-    logging.basicConfig(format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", level=logging.WARNING)
-    service = Service(replies, workers)
-    try:
-        while service.going():
-            try:
-                client, request = received.get(timeout=service.timeout())
-            except queue.Empty:
-                continue  # a wait for workers may have timed out
-            if request is None:
-                service.gone(client)
-            else:
-                service.handle(client, request)
-    finally:
-        workers.close()
-
-
-class Service:
-    """The tracking process's state: each client's Tracker (the same one: same store), each run's MLflow id by
-    handle, and the sweep's waits for its workers to be gone."""
-
-    def __init__(self, replies: Any, workers: Workers) -> None:
-        self.replies, self.workers = replies, workers
-        self.trackers: dict[int, Any] = {}
-        self.unopened: dict[int, Exception] = {}  # why a client's store did not open: its later requests say so too
-        self.ids: dict[str, str] = {}
-        self.waits: list[int] = []  # the sweep's "workers_gone" requests, answered once no worker is connected
-        self.deadline: float | None = None  # when those waits (or the exit) stop waiting for workers (LINGER)
-        self.main_done = False  # the sweep's process closed or ended: its workers' last writes, then exit
-
-    def going(self) -> bool:
-        """Answer the waits for workers that are over; False once the sweep's process and its workers are done."""
-        settled = not self.workers.connections or time.monotonic() > (self.deadline or math.inf)
-        if settled and self.waits:
-            for number in self.waits:
-                self.send(MAIN, ("reply", number, None))
-            self.waits, self.deadline = [], None
-        return not (self.main_done and settled)
-
-    def timeout(self) -> float | None:
-        """How long to wait for the next request: until the deadline, if one runs."""
-        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-
-    def linger(self) -> None:
-        self.deadline = self.deadline or time.monotonic() + LINGER
-
-    def gone(self, client: int) -> None:
-        """A client's requests ended (its pipe or connection closed, or its process died): all it sent is applied."""
-        self.trackers.pop(client, None)
-        if client == MAIN:
-            self.main_done = True
-            self.linger()  # a worker may still be sending its last writes
-        elif (connection := self.workers.connections.pop(client, None)) is not None:
-            connection.close()  # its reading thread ended: that is how its end came here
-
-    def send(self, client: int, message: Any) -> None:
-        connection = self.replies if client == MAIN else self.workers.connections.get(client)
-        if connection is not None:
-            with contextlib.suppress(OSError):  # its process died: nobody waits for the answer
-                connection.send(message)
-
-    def handle(self, client: int, request: bytes) -> None:
-        try:
-            number, method, args = pickle.loads(request)
-        except Exception as e:  # cannot tell which request it was: report it and end (the sweep's waits end too)
-            what = f"flowork's tracking process could not read a request: {type(e).__name__}: {e}"
-            self.send(client, ("error", None, {"what": what, "where": None, "fix": None}))
-            if client == MAIN:
-                self.gone(MAIN)  # (the sweep's waits end with this process)
-            return
-        if method == "workers_gone":
-            self.waits.append(number)
-            self.linger()
-            return
-        try:
-            result = self.apply(client, method, args)
-            if number is not None:
-                self.send(client, ("reply", number, result))
-        except Exception as e:
-            self.send(client, ("error", number, error_report(e)))
-        if method == "close":
-            self.send(client, ("bye", None, None))  # its requests end when it closes its end
-
-    def open(self, key: tuple[str, str, str | None], model_name: str | None) -> Any:
-        from flowork.tracking import get_tracker
-
-        if MAIN in self.unopened:  # the sweep's store or model name was refused: so are its workers'
-            raise self.unopened[MAIN]
-        if model_name is not None:
-            from flowork.select import check_model_name
-
-            check_model_name(model_name)
-        return get_tracker(*key)
-
-    def apply(self, client: int, method: str, args: Any) -> Any:
-        if method == "open":
-            try:
-                self.trackers[client] = self.open(*args)
-            except Exception as e:
-                self.unopened[client] = e
-                raise
-            return None
-        if method in {"sync", "close"}:
-            return None
-        tracker = self.trackers.get(client)
-        if tracker is None:  # opening the store failed
-            raise self.unopened.get(client) or FloworkError("the tracking store is not open (see the error before)")
-        args = [self.ids.get(a, a) if isinstance(a, str) else a for a in args]
-        if method in CREATES:
-            handle, *args = args
-            run_id = self.ids[handle] = getattr(tracker, method)(*args)
-            self.send(client, ("id", handle, run_id))
-            return run_id
-        return getattr(tracker, method)(*args)
-
-
-def error_report(e: Exception) -> dict[str, str | None]:
-    """An error of a request, as the client's QueuedTracker raises it (a FloworkError)."""
-    import traceback
-
-    if isinstance(e, FloworkError):
-        return {"what": e.what, "where": e.where, "fix": e.fix}
-    if os.environ.get("FLOWORK_TRACEBACK"):
-        traceback.print_exc()
-    return {
-        "what": f"tracking in MLflow failed: {type(e).__name__}: {e}",
-        "where": "flowork's tracking process (FLOWORK_TRACEBACK=1 prints its traceback)",
-        "fix": "fix the cause, then run the same command again: the sweep resumes",
-    }
-
-
-class Workers:
-    """The socket a parallel sweep's workers connect to (in a folder only this user can enter; each connection
-    authenticated with a key only the sweep's processes have), and each connected worker's connection."""
-
-    def __init__(self, received: queue.Queue[tuple[int, bytes | None]]) -> None:
-        import tempfile
-        from multiprocessing.connection import Listener
-
-        self.folder = tempfile.mkdtemp(prefix="flowork-tracking-")
-        key = os.urandom(32)
-        self.listener: Any = None
-        self.address: tuple[str, bytes] | None = None  # None: workers write to MLflow themselves
-        try:
-            self.listener = Listener(os.path.join(self.folder, "socket"), family="AF_UNIX", authkey=key)
-            self.address = (self.listener.address, key)
-        except OSError:  # e.g. a $TMPDIR too long for a socket's path (~100 characters)
-            pass
-        self.received = received
-        self.connections: dict[int, Any] = {}
-        self.admitted = False
-
-    def admit(self) -> None:
-        """Accept workers from now on: every request the sweep's process sent before is queued already."""
-        if not self.admitted and self.listener is not None:
-            self.admitted = True
-            threading.Thread(target=self._accept, name="flowork-tracking-accept", daemon=True).start()
-
-    def _accept(self) -> None:
-        for client in itertools.count(MAIN + 1):
-            try:
-                connection = self.listener.accept()
-            except OSError:  # closed: the process is ending
-                return
-            except Exception:  # a connection without the key (multiprocessing.AuthenticationError)
-                continue
-            self.connections[client] = connection  # before its first request is queued: its answers go here
-            read(client, connection, self.received)
-
-    def close(self) -> None:
-        import shutil
-
-        if self.listener is not None:
-            with contextlib.suppress(OSError):
-                self.listener.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def read(client: int, connection: Any, received: queue.Queue, admit: Any = None) -> None:
-    """Start a thread that reads a client's requests off its connection as they arrive, into `received` as
-    (client, bytes), then (client, None) at its end: a pipe holds ~64 KB, and a trial's predictions alone are about
-    that, so a sweep writing while the writes before are applied would wait for them. Kept as bytes: unpickled by
-    the one thread that applies them (a frame unpickled here while that thread imports pandas met a half-imported
-    pandas). `admit`: called in order when the client sends ADMIT."""
-
-    def run() -> None:
-        try:
-            while True:
-                request = connection.recv_bytes()
-                if request == ADMIT and admit is not None:
-                    admit()
-                else:
-                    received.put((client, request))
-        except (EOFError, OSError):
-            pass
-        finally:
-            received.put((client, None))
-
-    threading.Thread(target=run, name=f"flowork-tracking-requests-{client}", daemon=True).start()
-
-
-if __name__ == "__main__":
-    from multiprocessing.connection import Connection
-
-    from flowork.shutdown import exit_without_teardown
-
-    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
-    exit_without_teardown()  # every write is applied; the sweep waits for this exit

@@ -218,7 +218,7 @@ def test_what_a_dead_worker_sent_is_applied_and_the_sweep_does_not_wait_for_it(t
         socket.socket(fileno=os.dup(worker.requests.fileno())).shutdown(socket.SHUT_RDWR)
         t0 = time.monotonic()
         tracker.wait_for_workers()
-        assert time.monotonic() - t0 < 5  # well before the wait's limit (tracking_service.LINGER)
+        assert time.monotonic() - t0 < 5  # well before the wait's limit (tracking_process.LINGER)
         found = tracker.find_trial_run(study, 0)
     finally:
         tracker.close()
