@@ -176,7 +176,8 @@ class TrialWorker:
         # as soon as its run is applied, and wait only with UNTOLD trials in hand (while the tracking process
         # starts, ~2-3 s here, they go on running trials). Not with a pruner: it judges a trial against the complete
         # ones, and the one before would be missing.
-        untold = 0 if not tracker.writes_later or self.plan.pruner is not None else UNTOLD if own_connection else 1
+        late = UNTOLD if own_connection else 1
+        untold = late if tracker.writes_later and self.plan.pruner is None else 0  # trials left to tell later
 
         def ready(ran: Ran) -> bool:
             return own_connection and tracker.applied(ran.context.run_id)
