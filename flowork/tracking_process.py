@@ -40,6 +40,12 @@ def serve(requests: Any, replies: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep, which then sends its runs' KILLED ends
     received: queue.Queue[tuple[int, bytes | None]] = queue.Queue()
     workers = Workers(received)
+
+    def stop(signum: int, frame: Any) -> None:  # a sweep that did not need it (tracking_service.discard_prestarted)
+        workers.close()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     replies.send(("listening", None, workers.address))  # before MLflow's import: the sweep may admit workers soon
     read(MAIN, requests, received, admit=workers.admit)
     import mlflow  # noqa: F401  (before the first request: see tracking_service.prestart)

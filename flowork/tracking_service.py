@@ -325,7 +325,7 @@ def prestart(argv: list[str]) -> None:
 def discard_prestarted() -> None:
     while _STARTED:
         child = _STARTED.pop()
-        child.process.kill()  # it was sent nothing
+        child.process.terminate()  # it was sent nothing; it removes its socket's folder and exits at once
         child.process.wait()
         child.requests.close()
         child.replies.close()

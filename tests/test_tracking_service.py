@@ -155,9 +155,12 @@ def test_a_tracking_process_started_for_a_sweep_that_does_not_use_it_is_stopped(
     from flowork import tracking_service
 
     tracking_service.prestart(["-m"])
-    process = tracking_service._STARTED[-1].process
+    child = tracking_service._STARTED[-1]
+    kind, _, (socket, _) = child.replies.recv()  # where its workers would have connected
+    assert kind == "listening" and os.path.exists(socket)
     tracking_service.discard_prestarted()
-    assert process.poll() is not None and not tracking_service._STARTED
+    assert child.process.poll() is not None and not tracking_service._STARTED
+    assert not os.path.exists(os.path.dirname(socket))  # its private folder goes with it
 
 
 def test_a_seeded_sequential_sweep_is_repeatable_though_each_trial_is_told_one_late(tmp_path, short_csv):
