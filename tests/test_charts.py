@@ -7,10 +7,12 @@ import logging
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from flowork import instantiate
@@ -133,6 +135,20 @@ def test_charts_that_fail_in_a_sweep_fail_no_trial(tmp_path, short_csv):
     assert "not drawn" in out.stderr + out.stdout
     logs = "".join(p.read_text() for p in sweep_dir.rglob("*.log"))
     assert "chart forecast_vs_actual not drawn" in logs + out.stderr  # the workers' per-trial charts: warnings
+
+
+@pytest.mark.slow
+def test_parallel_workers_chart_every_trial_through_the_sweeps_tracking_process(tmp_path, short_csv):
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "sweep.select=false", "search.n_trials=4"]
+    out = sweep(*sweep_args(tmp_path, short_csv, "p"), "model=ridge", "charts.trials=all", *parallel)
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("temperature")
+    trial_runs = client.search_runs([experiment.experiment_id], "tags.`flowork.trial` != ''")
+    assert len(trial_runs) == 4
+    for run in trial_runs:
+        charts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "charts")}
+        assert {"forecast_vs_actual.png", "error_by_fold.png"} <= charts, charts
 
 
 def chromium() -> str | None:
