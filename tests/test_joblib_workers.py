@@ -120,3 +120,25 @@ def test_one_job_runs_in_process_and_is_not_warmed():
             "config", overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"], return_hydra_config=True
         )
     assert _joblib.warm_workers(cfg) is None
+
+
+def test_a_parallel_sweep_runs_with_a_temp_dir_too_long_for_a_socket(tmp_path, short_csv):
+    """Unix sockets take ~107 characters: the fork server's and the tracking process's live in $TMPDIR. Both step
+    aside (loky's own start, workers writing to MLflow themselves) instead of every launch dying."""
+    import subprocess
+
+    from tests.conftest import ROOT, sweep_args, sweep_command
+
+    long_tmp = tmp_path / ("t" * 100)
+    long_tmp.mkdir()
+    args = [*sweep_args(tmp_path, short_csv), "model=ridge", "search.n_trials=4", "sweep.select=false"]
+    out = subprocess.run(
+        sweep_command(*args, "charts.trials=none", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TMPDIR": str(long_tmp)},
+    )
+    assert out.returncode == 0 and "a worker died" not in out.stdout + out.stderr, out.stderr[-3000:]
+    assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) == 4

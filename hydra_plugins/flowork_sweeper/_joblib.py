@@ -61,11 +61,14 @@ def warm_workers(config: DictConfig) -> Warming | None:
 def use_fork_server() -> None:
     """Start loky's workers from a preloading fork server, unless this process already chose a start method."""
     import multiprocessing
+    import tempfile
 
     from joblib.externals.loky.backend import context
 
     if "forkserver" not in context.START_METHODS or context.get_start_method() is not None:
         return  # Windows, or a start method set by the user's code
+    if len(tempfile.gettempdir()) > 70:  # its socket, <tmp>/pymp-*/listener-*, would pass the OS's ~107 characters
+        return
     multiprocessing.set_forkserver_preload(PRELOAD)
     context.set_start_method("forkserver")
 
