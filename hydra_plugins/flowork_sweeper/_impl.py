@@ -138,6 +138,8 @@ class FloworkSweeperImpl:
             )
             if tracker.writes_later:  # the workers write through this sweep's tracking process too
                 plan.service = tracker.serve_workers()
+                if plan.service is None:  # it cannot listen: they write to the store, once it has created it
+                    tracker.resolve(sweep_run)
         from flowork.progress import Progress
 
         try:

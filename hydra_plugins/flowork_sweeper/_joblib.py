@@ -83,7 +83,9 @@ class Warming(threading.Thread):
         try:
             from joblib import Parallel, delayed
 
-            self.pids = Parallel(**self.params)(delayed(warm)() for _ in range(self.workers))
+            Parallel(**self.params)(delayed(warm)() for _ in range(self.workers))
+            # loky starts every worker at once; a fast task may have run on one of them twice
+            self.pids = sorted(executor()._processes)
             log.debug("warmed workers %s", self.pids)
         except Exception as e:  # warming is an optimisation: the launch works the same without it
             log.debug("could not warm the workers: %s: %s", type(e).__name__, e)
@@ -102,12 +104,16 @@ def warm() -> int:
 def release_workers() -> None:
     """Stop the launcher's idle workers now. Every trial has returned: their runs are ended and their files written,
     so nothing is lost by not waiting for each interpreter's teardown."""
+    if (running := executor()) is not None:
+        running.shutdown(wait=False, kill_workers=True)
+    stop_fork_server()
+
+
+def executor() -> Any:
+    """The launcher's loky executor, if one runs (loky has no public getter that cannot start one)."""
     from joblib.externals.loky import reusable_executor
 
-    executor = reusable_executor._executor  # the launcher's; loky has no public getter that cannot start one
-    if executor is not None:
-        executor.shutdown(wait=False, kill_workers=True)
-    stop_fork_server()
+    return reusable_executor._executor
 
 
 def stop_fork_server() -> None:
