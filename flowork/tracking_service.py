@@ -17,10 +17,11 @@ other path uses (wandb and Neptune log through a process of their own for the sa
   teardown once every write is applied.
 - Nothing sent is lost: the tracking process applies every write it received, also when the sweep's process dies
   (its pipe then closes) or is interrupted (it has its own session, and applies the KILLED ends the sweep sends).
-- A parallel sweep's workers on this machine (joblib) send their writes there too, each over a connection of its
-  own (`serve_workers`, `worker_tracker`). So MLflow is imported once, off every trial's path, instead of by the
-  sweep's process and by every worker (~2-3 s each, on cores the trials need). Ray's workers may be on other
-  machines and write to MLflow directly.
+- A parallel sweep's workers on this machine (joblib) send their writes there too when the store is a local file,
+  each over a connection of its own (`serve_workers`, `worker_tracker`). So MLflow is imported once, off every
+  trial's path, instead of by the sweep's process and by every worker (~2-3 s each, on cores the trials need).
+  Workers write to a tracking server themselves (their round trips overlap), as Ray's do (maybe from other
+  machines).
 
 This module is the sweep's side (and a worker's); `tracking_process.py` is the tracking process.
 """

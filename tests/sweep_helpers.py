@@ -46,12 +46,13 @@ def recording(X, y, **params):
 
 
 def imports(X, y, alpha: float = 1.0):
-    """Writes which process ran the trial and whether it had imported MLflow into the trial's own output dir."""
+    """Writes which process ran the trial (its pid, its parent's) and whether it had imported MLflow into the trial's
+    own output dir."""
     import sys
     from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
 
-    seen = f"{os.getpid()} {'mlflow' in sys.modules}"
+    seen = f"{os.getpid()} {os.getppid()} {'mlflow' in sys.modules}"
     Path(HydraConfig.get().runtime.output_dir, "imports.txt").write_text(seen)
     return ridge(X, y, alpha=alpha)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from flowork.errors import FloworkError
 
 from . import _joblib, _ray
+from ._project import local_file
 from ._worker import StudyPlan, SweepPlan, TrialWorker, quiet_optuna
 
 log = logging.getLogger("flowork.sweep")
@@ -136,9 +137,11 @@ class FloworkSweeperImpl:
             launcher = Plugins.instance().instantiate_launcher(
                 hydra_context=self.hydra_context, task_function=worker, config=self.config
             )
-            if tracker.writes_later:  # the workers write through this sweep's tracking process too
-                plan.service = tracker.serve_workers()
-                if plan.service is None:  # it cannot listen: they write to the store, once it has created it
+            if tracker.writes_later:
+                # The workers write through this sweep's tracking process too when the store is a local file (it
+                # takes one writer at a time anyway); to a server, their own round trips (~60 ms a run) overlap.
+                plan.service = tracker.serve_workers() if local_file(tracker.uri) else None
+                if plan.service is None:  # they write to the store themselves, once its experiment and runs exist
                     tracker.resolve(sweep_run)
         from flowork.progress import Progress
 
