@@ -60,7 +60,7 @@ def worker_tracker(tracking: Any, root: str, service: tuple[str, bytes]) -> Queu
     key = tracker_key(tracking, root)
     tracker = _TRACKERS.get(key)
     if isinstance(tracker, QueuedTracker) and tracker.service == service and not tracker.closed:
-        return tracker  # this worker's, from an earlier launch of the same sweep
+        return tracker  # opened by this worker job's first call (each job closes its own when done)
     tracker = _TRACKERS[key] = QueuedTracker(key, Child.connect(service, root))
     return tracker
 
