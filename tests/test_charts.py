@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from flowork import instantiate
@@ -24,6 +23,7 @@ from flowork.features import make_target
 from flowork.run import pipeline_of
 from flowork.schema import validate
 from tests.conftest import CONF, ROOT, sweep, sweep_args
+from tests.test_sweep import runs
 
 SMALL_NBEATS = ["model.params.epochs=2", "model.params.layer_widths=16", "model.params.num_stacks=2"]
 # model (+ overrides) -> charts it must get, charts it must not get
@@ -142,9 +142,7 @@ def test_parallel_workers_chart_every_trial_through_the_sweeps_tracking_process(
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "sweep.select=false", "search.n_trials=4"]
     out = sweep(*sweep_args(tmp_path, short_csv, "p"), "model=ridge", "charts.trials=all", *parallel)
     assert out.returncode == 0, out.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = client.get_experiment_by_name("temperature")
-    trial_runs = client.search_runs([experiment.experiment_id], "tags.`flowork.trial` != ''")
+    client, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
     assert len(trial_runs) == 4
     for run in trial_runs:
         charts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "charts")}
