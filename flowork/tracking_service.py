@@ -137,8 +137,10 @@ class QueuedTracker(Tracker):
 
     def applied(self, run_id: str | None) -> bool:
         """Whether `resolve(run_id)` returns at once: the run's end is applied (or the tracking process is gone)."""
-        end = self.ends.get(run_id) if run_id is not None else None
-        return run_id is None or (end is not None and (end in self.answers or not self.alive))
+        if run_id is None:  # no run to wait for
+            return True
+        end = self.ends.get(run_id)
+        return end is not None and (end in self.answers or not self.alive)
 
     def resolve(self, run_id: str) -> str:
         """The MLflow id of a run, once its end and every write sent before it are applied (not the writes sent

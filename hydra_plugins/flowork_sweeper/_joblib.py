@@ -91,14 +91,12 @@ class Warming(threading.Thread):
             log.debug("could not warm the workers: %s: %s", type(e).__name__, e)
 
 
-def warm() -> int:
+def warm() -> None:
     """In a worker: import what every trial needs (preloaded by the fork server where there is one)."""
     import optuna  # noqa: F401
 
     import flowork.run  # noqa: F401
     import flowork.tracking_service  # noqa: F401
-
-    return os.getpid()
 
 
 def release_workers() -> None:

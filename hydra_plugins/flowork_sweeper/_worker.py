@@ -71,7 +71,7 @@ class SweepPlan:
         from flowork.tracking import tracker_for
 
         tracking = SimpleNamespace(**self.tracking)
-        if self.service is not None and not self.in_sweep_process():
+        if self.connects_to_service():
             from flowork.tracking_service import worker_tracker
 
             return worker_tracker(tracking, os.getcwd(), self.service)
@@ -79,6 +79,10 @@ class SweepPlan:
 
     def in_sweep_process(self) -> bool:
         return os.getpid() == self.sweep_pid
+
+    def connects_to_service(self) -> bool:
+        """Whether this process's trials write through a connection of its own to the sweep's tracking process."""
+        return self.service is not None and not self.in_sweep_process()
 
 
 @dataclass
@@ -168,7 +172,7 @@ class TrialWorker:
         rng = random.Random(worker)
         own = HydraConfig.instance().cfg  # the worker job's own, restored once its trials are done
         tracker = self.plan.tracker()
-        own_connection = self.plan.service is not None and not self.plan.in_sweep_process()
+        own_connection = self.plan.connects_to_service()
         # A trial is told to Optuna once its run is complete in MLflow. When a tracking process applies the writes,
         # each trial of a sequential sweep is told after the next one ran: its writes are applied meanwhile, and the
         # first trials do not wait for the tracking process to start. Always exactly one late, so a seeded
