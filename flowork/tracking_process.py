@@ -76,7 +76,8 @@ class Service:
         self.trackers: dict[int, Any] = {}
         self.unopened: dict[int, Exception] = {}  # why a client's store did not open: its later requests say so too
         self.ids: dict[str, str] = {}
-        self.waits: list[int] = []  # the sweep's "workers_gone" requests, answered once no worker is connected
+        self.waits: list[tuple[int, int]] = []  # (client, number) of "workers_gone" requests: answered once no
+        # worker is connected (the sweep's process sends them)
         self.deadline: float | None = None  # when those waits (or the exit) stop waiting for workers (LINGER)
         self.main_done = False  # the sweep's process closed or ended: its workers' last writes, then exit
 
@@ -84,8 +85,8 @@ class Service:
         """Answer the waits for workers that are over; False once the sweep's process and its workers are done."""
         settled = not self.workers.connections or time.monotonic() > (self.deadline or math.inf)
         if settled and self.waits:
-            for number in self.waits:
-                self.send(MAIN, ("reply", number, None))
+            for client, number in self.waits:
+                self.send(client, ("reply", number, None))
             self.waits, self.deadline = [], None
         return not (self.main_done and settled)
 
@@ -121,7 +122,7 @@ class Service:
                 self.gone(MAIN)  # (the sweep's waits end with this process)
             return
         if method == "workers_gone":
-            self.waits.append(number)
+            self.waits.append((client, number))
             self.linger()
             return
         try:

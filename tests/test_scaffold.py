@@ -120,8 +120,9 @@ def test_check_catches_leaky_features_and_broken_training(project):
     features = project / "user_code/features.py"
     features.write_text(
         features.read_text().replace(
-            'cols[f"{target}_mean{w}"] = roll.mean()',
-            'cols[f"{target}_mean{w}"] = df[target].rolling(w, center=True).mean()',
+            'cols[f"{target}_mean{w}"], cols[f"{target}_std{w}"] = _trailing(values[target], w)',
+            'cols[f"{target}_mean{w}"], cols[f"{target}_std{w}"] = _trailing(values[target], w)\n'
+            '        cols[f"{target}_mean{w}"] = df[target].rolling(w, center=True).mean().to_numpy()',
         )
     )
     models = project / "user_code/models.py"

@@ -39,6 +39,27 @@ def _lag(s: pd.Series, k: int) -> pd.Series:
     return s.shift(k) if k else s
 
 
+def _shifted(a: np.ndarray, k: int) -> np.ndarray:
+    """`a` k rows later: row t holds a[t - k], the first k rows NaN."""
+    if k == 0:
+        return a
+    out = np.full(len(a), np.nan)
+    out[k:] = a[: len(a) - k]
+    return out
+
+
+def _trailing(a: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (ddof=1, as pandas) of the `w` values ending at each row; NaN until `w` values
+    are there, and wherever one of them is missing."""
+    mean, std = np.full(len(a), np.nan), np.full(len(a), np.nan)
+    if len(a) >= w:
+        windows = np.lib.stride_tricks.sliding_window_view(a, w)
+        mean[w - 1 :] = windows.mean(axis=1)
+        if w > 1:
+            std[w - 1 :] = windows.std(axis=1, ddof=1)
+    return mean, std
+
+
 def tabular(
     df: pd.DataFrame,
     target: str,
@@ -59,35 +80,35 @@ def tabular(
     cloudiness signal that trees cannot form from the two columns themselves; `<target>_mean<w>`/`_std<w>` are
     trailing windows ending at t; `categorical` columns become one-hot indicators of their value at t; `calendar`
     is the number of day-of-year sin/cos pairs (True = 1, False = 0).
+
+    Written on numpy arrays rather than pandas columns: a served model runs this on every request, and pandas'
+    per-column overhead made it ~0.5 ms on the ~30 rows of one (~0.1 ms this way), the largest share of a request.
     """
     if min(lags, exog_lags, int(calendar)) < 0 or min(windows, default=1) < 1:
         raise ValueError(
             f"lags={lags}, exog_lags={exog_lags}, calendar={calendar}, windows={list(windows)}: "
             "lags and calendar must be >= 0, each window >= 1"
         )
-    cols: dict[str, pd.Series | np.ndarray] = {}
+    values = {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in {target, *exog, *spreads}}
+    cols: dict[str, np.ndarray] = {}
     for k in range(lags):
-        cols[f"{target}_lag{k}"] = _lag(df[target], k)
+        cols[f"{target}_lag{k}"] = _shifted(values[target], k)
     for c in exog:
         for k in range(exog_lags):
-            cols[f"{c}_lag{k}"] = _lag(df[c], k)
+            cols[f"{c}_lag{k}"] = _shifted(values[c], k)
     for c in spreads:
-        spread = df[target] - df[c]
+        spread = values[target] - values[c]
         for k in range(exog_lags):
-            cols[f"{target}_minus_{c}_lag{k}"] = _lag(spread, k)
+            cols[f"{target}_minus_{c}_lag{k}"] = _shifted(spread, k)
     for w in windows:
-        roll = df[target].rolling(w, min_periods=w)
-        cols[f"{target}_mean{w}"] = roll.mean()
-        cols[f"{target}_std{w}"] = roll.std()
+        cols[f"{target}_mean{w}"], cols[f"{target}_std{w}"] = _trailing(values[target], w)
     cols |= _calendar(df.index, horizon, freq, int(calendar))
-    X = pd.DataFrame(cols, index=df.index)
     for c, categories in (categorical or {}).items():
-        X = X.join(
-            pd.get_dummies(pd.Categorical(df[c], categories=categories), prefix=c, dtype=float).set_index(df.index)
-        )
-    # The rows where every feature is known (the lag/window warm-up is dropped): the same rows as X.dropna(), which
-    # reduces row by row and takes ~0.3 ms even on the ~30 rows of a served request (the whole function: ~1.5 ms).
-    return X[X.notna().to_numpy().all(axis=1)]
+        onehot = pd.get_dummies(pd.Categorical(df[c], categories=categories), prefix=c, dtype=float)
+        cols |= {name: onehot[name].to_numpy() for name in onehot.columns}
+    table = np.column_stack(list(cols.values())) if cols else np.empty((len(df), 0))
+    known = ~np.isnan(table).any(axis=1)  # the rows where every feature is known: the lag/window warm-up is dropped
+    return pd.DataFrame(table[known], index=df.index[known], columns=list(cols))
 
 
 def prophet_frame(
