@@ -100,6 +100,7 @@ def run_checks(root: Path, rows: int = 400) -> Iterator[Result]:
 
     from flowork import data
     from flowork.schema import check_yaml_syntax, validate
+    from flowork.search import build_space, check_space_keys
 
     conf = root / "conf"
     if not (conf / "config.yaml").exists():
@@ -124,7 +125,11 @@ def run_checks(root: Path, rows: int = 400) -> Iterator[Result]:
             extra = [f"model={option}"] if group == "search" and option in models else []
 
             def compose_option(g: str = group, o: str = option, e: list[str] = extra) -> str:
-                composed(f"{g}={o}", *e)
+                cfg = composed(f"{g}={o}", *e)
+                if e:  # a model's own search file: its keys must be in that model's config
+                    where = f"conf/search/{o}.yaml"
+                    space = build_space(cfg.search.space, {}, set(), where=where)
+                    check_space_keys(cfg, [*space.params, *space.fixed], o, where)
                 return ""
 
             yield attempt(f"compose {group}={option}", compose_option)

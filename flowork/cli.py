@@ -57,13 +57,13 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
     from hydra import compose, initialize_config_dir
 
     from flowork.select import study_rows
-    from flowork.studies import default_storage, open_storage, sweep_studies
+    from flowork.studies import default_storage, is_sweep_name, open_storage, sweep_studies
     from flowork.tracking import tracker_for
 
     root = Path.cwd()
     sys.path.insert(0, str(root))
     name = name or latest_sweep(root / "multirun")
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
+    if not is_sweep_name(name):
         raise FloworkError(f"{name!r} is not a sweep name", fix="give the name of a directory under multirun/")
     sweep_dir = root / "multirun" / name
     if storage is None and not (sweep_dir / "optuna.journal").exists():  # do not create an empty one
@@ -247,10 +247,13 @@ def add_model(
 @app.command()
 def serve(
     model_name: Annotated[
-        str, typer.Option(help="the registered model (default: tracking.model_name of conf/config.yaml)")
+        str, typer.Option(help="the registered model (default: the project's tracking.model_name)")
     ] = "",
     tracking_uri: Annotated[
-        str, typer.Option(help="the tracking store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+        str,
+        typer.Option(
+            help="the tracking store (default: the project's tracking.uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db)"
+        ),
     ] = "",
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
@@ -259,9 +262,20 @@ def serve(
     from flowork.serving import champion_uri
     from flowork.tracking import tracking_uri as resolve_uri
 
-    uri = resolve_uri(tracking_uri or None, str(Path.cwd()))
+    conf = Path.cwd() / "conf"
     try:
-        model_uri = champion_uri(model_name or configured_model_name(Path.cwd() / "conf"), uri)
+        check_port_free(host, port)
+        # outside a project, only with the model's name given
+        configured = project_tracking(conf) if (conf / "config.yaml").exists() or not model_name else {}
+        uri = resolve_uri(tracking_uri or configured.get("uri"), str(Path.cwd()))
+        name = model_name or configured.get("model_name")
+        if not name:
+            raise FloworkError(
+                "the project's config sets no tracking.model_name",
+                where="conf/config.yaml, key `tracking.model_name`",
+                fix="name the model: flowork serve --model-name NAME",
+            )
+        model_uri = champion_uri(name, uri)
     except FloworkError as e:
         fail(e)
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -270,21 +284,42 @@ def serve(
     os.execv(sys.executable, [sys.executable, "-m", "mlflow", *serve_cmd])  # MLflow's server in this process's place
 
 
-def configured_model_name(conf: Path) -> str:
-    """tracking.model_name as conf/config.yaml sets it (or a command-line override would: not composed here)."""
+def project_tracking(conf: Path) -> dict[str, Any]:
+    """tracking.uri and tracking.model_name as a job of this project sees them (conf/local/default.yaml included;
+    no command-line overrides), so `flowork serve` reads the store the sweeps wrote to."""
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from flowork.schema import check_yaml_syntax
 
     check_yaml_syntax(conf)
-    name = OmegaConf.select(OmegaConf.load(conf / "config.yaml"), "tracking.model_name", default=None)
-    if not isinstance(name, str) or not name or "${" in name:
+    try:
+        with initialize_config_dir(str(conf.resolve()), version_base="1.3"):
+            cfg = compose("config")
+        return {key: OmegaConf.select(cfg, f"tracking.{key}", default=None) for key in ("uri", "model_name")}
+    except Exception as e:  # Hydra's or OmegaConf's: a missing option file, a bad interpolation
         raise FloworkError(
-            "conf/config.yaml sets no plain tracking.model_name",
-            where="conf/config.yaml, key `tracking.model_name`",
-            fix="name the model: flowork serve --model-name NAME",
-        )
-    return name
+            f"the project's config does not compose: {str(e).splitlines()[0]}",
+            where=str(conf),
+            fix="`flowork check` names the file; or give both --model-name and --tracking-uri",
+        ) from None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A clear error for a port already in use (MLflow's server would fail with a traceback of its own)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closing port is free
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise FloworkError(
+                f"cannot listen on {host}:{port}: {e.strerror}",
+                where="flowork serve --host/--port (make serve-best PORT=...)",
+                fix=f"stop what is using port {port} (make ui and make serve-best both default to 5000), or pick "
+                "another port: --port 5001",
+            ) from None
 
 
 @app.command()

@@ -6,6 +6,7 @@ the package in a source checkout, or under `<prefix>/share/flowork/example` wher
 
 from __future__ import annotations
 
+import keyword
 import re
 import shutil
 import sys
@@ -100,8 +101,9 @@ def make_blank(target: Path, config: str) -> tuple[str, list[str]]:
     for model in BLANK_MODELS:
         path = conf / "model" / f"{model}.yaml"
         path.write_text(path.read_text().replace("features: tabular", "features: univariate"))
-    ridge_search = conf / "search" / "ridge.yaml"
-    ridge_search.write_text(re.sub(r"\n  features\.build\.exog_lags:.*", "", ridge_search.read_text()))
+    for model in BLANK_MODELS:  # the univariate features have no exogenous columns to lag
+        search = conf / "search" / f"{model}.yaml"
+        search.write_text(re.sub(r"\n  features\.build\.exog_lags:.*", "", search.read_text()))
     for path in (target / "data").iterdir():
         path.unlink()
     (target / "data" / "README.md").write_text(
@@ -137,8 +139,12 @@ def blank_steps() -> list[str]:
 def add_model(root: Path, name: str, like: str = "ridge") -> list[Path]:
     """conf/model/NAME.yaml, conf/search/NAME.yaml and a training-function stub in user_code/models.py."""
     conf, models_py = root / "conf", root / "user_code" / "models.py"
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-        raise FloworkError(f"model name {name!r} is not a lowercase Python identifier", fix="use e.g. my_model")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or keyword.iskeyword(name):
+        raise FloworkError(
+            f"model name {name!r} is not a lowercase Python identifier (or is a Python keyword): it names the "
+            "training function in user_code/models.py",
+            fix="use e.g. my_model",
+        )
     like_cfg = conf / "model" / f"{like}.yaml"
     if not like_cfg.exists():
         raise FloworkError(

@@ -51,7 +51,7 @@ def to_distribution(override: Any, where: str) -> Distribution:
     value: Any = override.value()  # Hydra types start/end as Optional; a parsed sweep always has them
     log = "log" in getattr(value, "tags", set())
     if isinstance(value, ChoiceSweep):
-        return CategoricalDistribution([v for v in override.sweep_iterator()])
+        return CategoricalDistribution([v for v in override.sweep_iterator()])  # lists too: see studies.py
     if isinstance(value, RangeSweep):
         start, stop, step = (getattr(value, a) for a in ("start", "stop", "step"))
         if step is None or step <= 0 or start >= stop:
@@ -100,6 +100,23 @@ def build_space(space: Mapping[str, str], sweeps: Mapping[str, Distribution], fi
     return out
 
 
+def check_space_keys(cfg: Any, keys: Sequence[str], model: str, where: str) -> None:
+    """FloworkError for search keys the model's composed config lacks. A trial would set such a key anyway, and
+    only the champion's refit would refuse it (Hydra composes that config again): a typo in a search file would
+    cost the whole sweep."""
+    from omegaconf import OmegaConf
+
+    unknown = sorted(k for k in keys if OmegaConf.select(cfg, k, default=KeyError) is KeyError)
+    if unknown:
+        raise FloworkError(
+            f"search space key(s) {unknown} are not in the config of {model}",
+            where=f"{where}, key `search.space`",
+            fix=f"correct the name (model.params.<param>, features.build.<argument>, ...), or remove the key if "
+            f"{model}'s features or model do not take it; a new model param needs a default value in "
+            f"conf/model/{model}.yaml first",
+        )
+
+
 def override_value(value: Any) -> str:
     """A sampled value as a Hydra override value (strings quoted so `a,b` or `1e-3` stay what they are)."""
     if value is None:
@@ -108,6 +125,10 @@ def override_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):  # a choice among lists: `windows: choice([7, 30], [14])`
+        return "[" + ",".join(map(override_value, value)) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
     text = str(value).replace("\\", "\\\\").replace("'", "\\'")
     return f"'{text}'"
 

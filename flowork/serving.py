@@ -7,6 +7,7 @@ Response: one row per forecast origin (the last row by default): the forecast ti
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,13 +168,18 @@ def champion_uri(model_name: str, tracking_uri: str) -> str:
     from flowork.errors import FloworkError
     from flowork.tracking import scrub
 
+    where = "tracking.model_name and tracking.uri (make: MODEL_NAME, MLFLOW_TRACKING_URI)"
+    fix = "run a sweep first (make run); `flowork select` registers the best trial of one that ran"
+    store = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+    if store and not os.path.exists(store):  # MLflow would create an empty store there
+        raise FloworkError(f"no champion of {model_name!r}: no tracking store at {store}", where=where, fix=fix)
     try:
         MlflowClient(tracking_uri).get_model_version_by_alias(model_name, "champion")
     except MlflowException as e:
         raise FloworkError(
             f"no champion of {model_name!r} in {scrub(tracking_uri)}: {str(e.message).splitlines()[0]}",
-            where="tracking.model_name and tracking.uri (make: MODEL_NAME, MLFLOW_TRACKING_URI)",
-            fix="run a sweep first (make run); `flowork select` registers the best trial of one that ran",
+            where=where,
+            fix=fix,
         ) from None
     return f"models:/{model_name}@champion"
 

@@ -8,12 +8,23 @@ leaderboard and the champion need: `overrides` (to recompose the trial's config)
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from flowork.errors import FloworkError
 
+# A choice among lists (`features.build.windows: choice([7, 30], [14])`) is fine: Optuna keeps the choices as JSON,
+# and flowork replays a trial's lists as lists (search.override_value). Optuna warns on every read of such a space.
+warnings.filterwarnings("ignore", "Choices for a categorical distribution", UserWarning)
+
 KILLED = "killed"  # user attr on trials closed after their sweep died: they do not count against the budget
 EXCESS = "excess"  # user attr on a trial asked after its study's budget was spent by a concurrent worker
+RERUN_OF = "rerun_of"  # user attr on a trial enqueued again because a worker process died while it ran
+
+
+def is_sweep_name(name: str | None) -> bool:
+    """A name that is one folder under multirun/ (what `flowork select --sweep NAME` takes back)."""
+    return name not in (None, "", ".", "..") and not any(sep in str(name) for sep in "/\\")
 
 
 def default_storage(sweep_dir: str) -> str:
@@ -101,6 +112,33 @@ def close_orphans(study: Any, reason: str, *, killed: bool) -> list[Any]:
         study._storage.set_trial_user_attr(t._trial_id, KILLED if killed else "error", reason)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return list(orphans)
+
+
+def close_after_worker_death(study: Any, rerun: bool) -> list[tuple[Any, bool]]:
+    """Close the trials RUNNING when a worker process died; (trial, whether it runs again) each. With `rerun`,
+    each is enqueued once more with its params and closed as killed (neither budget nor a failure); a trial that
+    was such a rerun already, or without `rerun`, is FAIL."""
+    from optuna.trial import TrialState
+
+    closed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        again = rerun and RERUN_OF not in t.user_attrs and bool(t.params)
+        if again:
+            study._storage.set_trial_user_attr(t._trial_id, KILLED, "its worker process died: run again")
+            study.enqueue_trial(t.params, user_attrs={RERUN_OF: t.number})
+        else:
+            of = f" (as a rerun of trial {t.user_attrs[RERUN_OF]})" if RERUN_OF in t.user_attrs else ""
+            study._storage.set_trial_user_attr(t._trial_id, "error", f"its worker process died{of}")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        closed.append((t, again))
+    return closed
+
+
+def reruns_waiting(study: Any) -> bool:
+    """Whether reruns of trials whose worker process died are enqueued and not started."""
+    from optuna.trial import TrialState
+
+    return any(RERUN_OF in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def sweep_studies(storage: Any, sweep: str) -> list[str]:

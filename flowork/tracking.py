@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import re
 import subprocess
@@ -463,6 +464,19 @@ class Tracker:
         query = f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`flowork.trial` = '{number}'"
         runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         return str(runs[0].info.run_id) if runs else None
+
+    def completed_trial(self, run_id: str, metric: str) -> dict[str, float] | None:
+        """A trial run that ended FINISHED with its scores: value (cv_<metric>), std, holdout, seconds; else None."""
+        run = self.client.get_run(run_id)
+        scores = run.data.metrics
+        if run.info.status != "FINISHED" or f"cv_{metric}" not in scores:
+            return None
+        return {
+            "value": scores[f"cv_{metric}"],
+            "std": scores.get(f"cv_{metric}_std", math.nan),
+            "holdout": scores.get(f"holdout_{metric}", math.nan),
+            "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
+        }
 
     def resolve(self, run_id: str) -> str:
         """The MLflow id of a run this Tracker returned (the same here; see tracking_service.QueuedTracker)."""

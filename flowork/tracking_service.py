@@ -127,6 +127,9 @@ class QueuedTracker(Tracker):
     def find_trial_run(self, parent_run_id: str, number: int) -> str | None:
         return self._call("find_trial_run", parent_run_id, number)
 
+    def completed_trial(self, run_id: str, metric: str) -> dict[str, float] | None:
+        return self._call("completed_trial", run_id, metric)
+
     @property
     def client(self) -> Any:  # type: ignore[override]
         """MLflow's client in this process (imports MLflow here), once the writes sent so far are applied."""

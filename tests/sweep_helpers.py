@@ -10,10 +10,12 @@ from user_code.models import ridge
 
 
 def scripted(X, y, alpha: float = 1.0, script: str = "ok", sleep: float = 0.0):
-    """Trial k does `script.split(',')[k % n]`: ok | raise | nan | die (the process exits at once)."""
+    """Trial k does `script.split(',')[k % n]`: ok | raise | nan | die (the process exits at once). A rerun (its
+    worker process died) does what the trial it reruns did, as a crash of its params would."""
     trial = TRIAL.get()
     steps = script.split(",")
-    step = steps[int(trial.tags["flowork.trial"]) % len(steps)] if trial else "ok"
+    number = trial.tags.get("flowork.rerun_of", trial.tags["flowork.trial"]) if trial else 0
+    step = steps[int(number) % len(steps)] if trial else "ok"
     time.sleep(sleep)
     if step == "raise":
         raise RuntimeError("scripted failure")

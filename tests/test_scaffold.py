@@ -78,6 +78,15 @@ def test_init_example_add_model_check_and_sweep(project):
     assert report.returncode == 0 and (project / "multirun/first/report.html").stat().st_size > 100_000
 
 
+@pytest.mark.parametrize("name", ["my-model", "MyModel", "1model", "class", "lambda"])
+def test_add_model_refuses_a_name_that_cannot_name_its_training_function(tmp_path, name):
+    from flowork.errors import FloworkError
+    from flowork.scaffold import add_model
+
+    with pytest.raises(FloworkError, match="not a lowercase Python identifier"):
+        add_model(tmp_path, name)
+
+
 def test_init_refuses_a_non_empty_directory(tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
@@ -114,6 +123,44 @@ def test_blank_project_points_at_what_to_fill(tmp_path):
         assert key in out.stderr
     check = cli("check", cwd=project)
     assert check.returncode != 0 and "???" in check.stdout
+
+
+def test_a_blank_project_filled_in_sweeps_and_registers_its_champion(tmp_path):
+    """Every search file the blank example keeps fits its model's features (xgb's once searched the lags of
+    exogenous columns the univariate features do not have: its trials ran, its champion refit failed); a choice
+    among lists reaches the refit as lists."""
+    import numpy as np
+    import pandas as pd
+
+    assert cli("init", "b", "--example", "blank", cwd=tmp_path).returncode == 0
+    project = tmp_path / "b"
+    t = pd.date_range("2023-01-01", periods=600, freq="h")
+    noise = np.random.default_rng(0).normal(size=len(t))
+    load = pd.DataFrame({"ts": t.strftime("%Y-%m-%d %H:%M"), "load": 100 + 20 * np.sin(t.hour / 24 * 6.28) + noise})
+    load.to_csv(project / "data" / "load.csv", index=False)
+    data = project / "conf/data/main.yaml"
+    filled = {"uri": "data/load.csv", "time_column": "ts", "freq": "h", "  column": "load"}
+    data.write_text(
+        re.sub(
+            r"^(uri|time_column|freq|  column): \?\?\?",
+            lambda m: f"{m[1]}: {filled[m[1]]}",
+            data.read_text(),
+            flags=re.M,
+        )
+    )
+    out = job(
+        "model=ridge,xgb",
+        "search.n_trials=2",
+        "charts.trials=none",
+        "sweep.name=b",
+        "features.build.windows=choice([3,12],[6])",
+        f"tracking.uri=sqlite:///{tmp_path}/m.db",
+        "-m",
+        cwd=project,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    best = (project / "multirun/b/best.yaml").read_text()
+    assert "champion" in best and re.search(r"features\.build\.windows=\[(3,12|6)\]", best), best
 
 
 def test_check_catches_leaky_features_and_broken_training(project):

@@ -7,7 +7,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from flowork.errors import FloworkError
-from flowork.search import build_space, override_value, parse, split_arguments
+from flowork.search import build_space, check_space_keys, override_value, parse, split_arguments
 
 
 @pytest.mark.parametrize(
@@ -86,10 +86,34 @@ def test_model_sweep_is_the_outer_loop():
     assert models == ["prophet", "xgb", "darts_nbeats"] and not sweeps and not plain
 
 
-@pytest.mark.parametrize("value", [3, 0.001, 1e-7, True, None, "additive", "a,b", "it's", "1e-3", "null"])
+@pytest.mark.parametrize(
+    "value",
+    [3, 0.001, 1e-7, True, None, "additive", "a,b", "it's", "1e-3", "null", [7, 30], [14], ["a,b", 1.5], {"a": [1]}],
+)
 def test_override_value_round_trips(value):
     (o,) = OverridesParser.create().parse_overrides([f"k={override_value(value)}"])
     assert o.value() == value
+
+
+@pytest.mark.parametrize(
+    ("keys", "unknown"),
+    [
+        (["model.params.alpha", "features.build.lags", "features"], None),
+        (["model.prams.alpha", "model.params.alpha"], "['model.prams.alpha']"),
+        (["features.build.exog_lags"], "['features.build.exog_lags']"),  # the univariate features take none
+    ],
+)
+def test_search_keys_missing_from_the_models_config_are_refused_before_the_sweep(keys, unknown):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"model": {"params": {"alpha": 1.0}}, "features": {"build": {"lags": 12}}})
+    if unknown is None:
+        check_space_keys(cfg, keys, "ridge", "conf/search/ridge.yaml")
+        return
+    with pytest.raises(FloworkError) as e:
+        check_space_keys(cfg, keys, "ridge", "conf/search/ridge.yaml")
+    assert unknown in e.value.what and "conf/search/ridge.yaml" in e.value.where
+    assert "conf/model/ridge.yaml" in e.value.fix
 
 
 def test_plugin_is_discovered():

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -196,6 +197,17 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
     assert status == 200 and body["predictions"][0]["temp_max_forecast"] == pytest.approx(offline, rel=1e-6)
 
 
+def serve_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flowork.cli", "serve", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "project", "message"),
     [
@@ -207,13 +219,29 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
 def test_serving_without_a_champion_says_how_to_get_one(tmp_path, args, project, message):
     if project:
         shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    out = subprocess.run(
-        [sys.executable, "-m", "flowork.cli", "serve", *args],
-        cwd=tmp_path,  # ./mlflow.db: an empty store
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
-    )
+    out = serve_cli(*args, "--port", "0", cwd=tmp_path)  # no ./mlflow.db: no store; any free port
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert message in out.stderr
+
+
+def test_serving_reads_the_store_the_projects_config_names_and_creates_none(tmp_path):
+    """tracking.uri from conf/local/default.yaml, as the project's jobs read it: not a new ./mlflow.db."""
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    (tmp_path / "conf/local").mkdir()
+    store = tmp_path / "team" / "mlflow.db"
+    (tmp_path / "conf/local/default.yaml").write_text(f"tracking:\n  uri: sqlite:///{store}\n")  # no header
+    out = serve_cli(cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"no tracking store at {store}" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not store.exists()
+
+
+def test_serving_on_a_port_in_use_says_so(tmp_path):
+    """make ui and make serve-best both default to port 5000."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = serve_cli("--model-name", "m", "--port", str(port), cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "--port" in out.stderr

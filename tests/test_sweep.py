@@ -119,6 +119,7 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
         ("search.n_trials=0", "has no budget", 0),
         ("search.timeout=-5", "has no budget", 0),
         ("data.uri=no/such/file.csv", "data file not found", 0),  # not one failed trial per trial
+        ("sweep.name=team/s", "does not name one folder under multirun/", 0),  # `flowork select` could not find it
         # MLflow's rule, checked by the tracking process while the first trial runs. The sweep sees its answer
         # between trials, and at the latest when it tells the first trial, which it does after the second ran (one
         # late): where the tracking process starts slower than a trial (a loaded machine), a second one runs.
@@ -159,12 +160,16 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path, short_csv):
 
 
 def test_a_trial_that_kills_its_process(tmp_path, short_csv):
-    """Trial 1 exits its worker process; the trial running beside it in the other worker dies with the pool."""
+    """Trial 1 exits its worker process, and joblib stops the other worker's trial with it: which of them crashed
+    is unknown, so each runs once more. Trial 1's rerun dies again and is FAIL; the others complete."""
+    from flowork.studies import KILLED, RERUN_OF
+
     out = sweep(
         *sweep_args(tmp_path, short_csv),
         "model=ridge",
         *SCRIPTED,
-        "+model.params.script='ok,die,ok,ok'",
+        "+model.params.script='ok,die,ok,ok,ok,ok,ok,ok'",  # trial 1 dies; the rest, reruns of others, do not
+        "+model.params.sleep=0.3",  # while the other worker's trial runs
         "search.n_trials=4",
         "sweep.max_failure_rate=1.0",
         "hydra/launcher=joblib",
@@ -172,13 +177,19 @@ def test_a_trial_that_kills_its_process(tmp_path, short_csv):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     all_trials = trials(tmp_path, "s", "ridge")
-    assert len(all_trials) == 4 and all_trials[1].state == TrialState.FAIL
-    assert all_trials[1].user_attrs["error"] == "its worker process died"
+    killed = [t for t in all_trials if KILLED in t.user_attrs]
+    reruns = {t.user_attrs[RERUN_OF]: t for t in all_trials if RERUN_OF in t.user_attrs}
+    assert all_trials[1] in killed and sorted(reruns) == sorted(t.number for t in killed)  # each killed runs again
+    assert reruns[1].state == TrialState.FAIL and "as a rerun of trial 1" in reruns[1].user_attrs["error"]
+    counted = [t for t in all_trials if t not in killed]
+    assert sorted(t.state.name for t in counted) == ["COMPLETE"] * 3 + ["FAIL"]  # the budget: 4 trials
+    assert "trial 1: its worker process died; it runs again" in out.stdout + out.stderr  # Hydra logs to stdout
     _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
     status = {r.data.tags["flowork.trial"]: r.info.status for r in trial_runs}
-    assert status["1"] == "FAILED" and "RUNNING" not in status.values()
+    assert "RUNNING" not in status.values()
     for t in all_trials:
         assert status[str(t.number)] == ("FINISHED" if t.state == TrialState.COMPLETE else "FAILED")
+    assert {r.data.tags.get("flowork.rerun_of") for r in trial_runs} >= {"1"}
 
 
 def test_pruner_stops_hopeless_trials(tmp_path, short_csv):
@@ -247,6 +258,8 @@ def test_resume_after_kill_9(tmp_path, short_csv):
     proc.wait()
     before = trials(tmp_path, "r", "ridge")
     assert 2 <= len([t for t in before if t.state == TrialState.COMPLETE]) < 6
+    _, runs_before = runs(tmp_path, "tags.`flowork.trial` != ''")
+    finished = [int(r.data.tags["flowork.trial"]) for r in runs_before if r.info.status == "FINISHED"]
 
     out = sweep(*args)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -255,6 +268,8 @@ def test_resume_after_kill_9(tmp_path, short_csv):
     assert len(complete) == 6  # the count continued to n_trials
     kept = [t.params for t in before if t.state == TrialState.COMPLETE]
     assert [t.params for t in complete[: len(kept)]] == kept  # finished trials are kept, not re-run
+    # ... also one whose run completed before the sweep told it to Optuna (a sequential sweep tells one late)
+    assert all(after[n].state == TrialState.COMPLETE for n in finished)
     killed = [t for t in after if t.user_attrs.get(KILLED)]
     assert len(after) == 6 + len(killed)
     client, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -65,11 +66,18 @@ class FloworkSweeperImpl:
 
     def _sweep(self, arguments: list[str]) -> Any:
         from flowork.select import check_model_name
+        from flowork.studies import is_sweep_name
         from flowork.tracking import Tracker, tracker_for
 
         # a Ray cluster is reached (or not) before any study or run exists; its CPUs size the workers
         slots = _ray.connect(self.config) if _ray.uses_ray(self.config) else None
         name = self.name = str(self.config.sweep.name)  # resolved once: ${now:...} must not change between workers
+        if not is_sweep_name(name):
+            raise FloworkError(
+                f"sweep.name={name!r} does not name one folder under multirun/",
+                where="the command line (or conf/config.yaml), key `sweep.name`",
+                fix="use a name without / or \\, e.g. sweep.name=weekly_run",
+            )
         sweep_dir = str(self.config.hydra.sweep.dir)
         fresh = not Path(sweep_dir).exists()
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
@@ -105,9 +113,10 @@ class FloworkSweeperImpl:
 
     def _run_sweep(self, arguments, name, sweep_dir, root, warming, slots, tracker) -> Any:
         from hydra.core.plugins import Plugins
+        from optuna.trial import TrialState
 
         from flowork.select import champion, leaderboard, write_leaderboard
-        from flowork.studies import close_orphans, default_storage, open_storage
+        from flowork.studies import close_orphans, default_storage, open_storage, reruns_waiting
         from flowork.tracking import tracker_for
 
         uri = tracker.uri
@@ -116,10 +125,11 @@ class FloworkSweeperImpl:
         storage = open_storage(storage_url)
         quiet_optuna()
         plan, sweep_run = self.plan(arguments, name, storage, storage_url, tracker, uri)
-        for s in plan.studies:  # a resumed sweep: close what the killed one left running
+        for s in plan.studies:  # a resumed sweep: what the stopped one left running is kept if complete, else closed
             study = load_study(storage, s.name)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                self.told_from_run(study, s, t, tracker)
             for t in close_orphans(study, "closed when the sweep resumed", killed=True):
-                # a trial not told yet may have a complete run (see _worker.py): it is run again, its run is KILLED
                 if rid := run_of(tracker, s, t):
                     tracker.end(rid, "KILLED")
             tracker.kill_running_children(s.run_id)
@@ -147,10 +157,13 @@ class FloworkSweeperImpl:
 
         try:
             with Progress(plan, storage):
-                for attempt in range(3):  # relaunch when a worker process died while budget remains
+                idle_deaths = 0  # worker deaths with no trial running: the workers themselves fail to start
+                for attempt in itertools.count():  # relaunch when a worker process died while budget remains
+                    # After a death that took several trials, their reruns go first, one at a time in one worker:
+                    # the trial that kills its process then dies alone, and the others complete.
+                    n = 1 if plan.reruns_only else workers
                     worker_overrides = [
-                        [f"sweep.name={name}", f"hydra.sweep.subdir=.workers/{attempt}_{k}", *extra]
-                        for k in range(workers)
+                        [f"sweep.name={name}", f"hydra.sweep.subdir=.workers/{attempt}_{k}", *extra] for k in range(n)
                     ]
                     try:
                         returns = worker.here() if launcher is None else launcher.launch(worker_overrides, 0)
@@ -162,8 +175,16 @@ class FloworkSweeperImpl:
                             tracker.wait_for_workers()
                     else:
                         raise_worker_errors(returns)
-                    closed = self.close_dead_trials(plan, storage, tracker)
-                    if not (died or closed) or not self.budget_left(plan, storage):
+                    # Ray restarts a dead worker's task and keeps the others: only joblib's deaths take bystanders
+                    closed = self.close_dead_trials(plan, storage, tracker, rerun=died and not slots)
+                    # (a reruns-only launch that ended normally ran every rerun its studies' budgets and times let it)
+                    reruns = any(reruns_waiting(load_study(storage, s.name)) for s in plan.studies)
+                    plan.reruns_only = reruns and (died or not plan.reruns_only)
+                    # Finite: a trial dies at most twice (once more as a rerun), and the second time uses budget.
+                    idle_deaths += died and not closed
+                    if idle_deaths >= 3 or not (died or closed or plan.reruns_only):
+                        break
+                    if not (plan.reruns_only or self.budget_left(plan, storage)):
                         break
         except KeyboardInterrupt:
             for s in plan.studies:
@@ -230,7 +251,7 @@ class FloworkSweeperImpl:
 
         from flowork.data import check_found
         from flowork.schema import validate
-        from flowork.search import build_space, key_of, overrides_of, split_arguments
+        from flowork.search import build_space, check_space_keys, key_of, overrides_of, split_arguments
         from flowork.studies import study_name
         from flowork.tracking import redact_overrides
 
@@ -268,6 +289,7 @@ class FloworkSweeperImpl:
             space = build_space(
                 cfg.search.space, {k: d for k, d in sweeps.items() if has_key(cfg, k)}, fixed, where=where
             )
+            check_space_keys(cfg, [k for k in [*space.params, *space.fixed] if k not in sweeps], model, where)
             overrides += overrides_of(space.fixed)
             if space.fixed:  # plain values in the search file are part of every trial's config
                 composed = self.compose(overrides)
@@ -374,20 +396,48 @@ class FloworkSweeperImpl:
             budget_used(load_study(storage, s.name).get_trials(deepcopy=False)) < s.n_trials for s in plan.studies
         )
 
-    def close_dead_trials(self, plan: SweepPlan, storage: Any, tracker: Any) -> bool:
-        """Trials RUNNING after every worker returned belong to a process that died: FAIL them, with a note."""
-        from flowork.studies import close_orphans
+    def close_dead_trials(self, plan: SweepPlan, storage: Any, tracker: Any, rerun: bool) -> bool:
+        """Close the trials RUNNING after every worker returned: their process died. When one joblib worker dies,
+        the executor stops the others too, and which of the trials running then killed its process is unknown: with
+        `rerun` and several of them, each runs once more (studies.close_after_worker_death); a lone one is FAIL."""
+        from optuna.trial import TrialState
 
-        any_closed = False
+        from flowork.studies import close_after_worker_death
+
+        running = 0
         for s in plan.studies:
-            for t in close_orphans(load_study(storage, s.name), "its worker process died", killed=False):
-                any_closed = True
+            study = load_study(storage, s.name)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                running += not self.told_from_run(study, s, t, tracker)
+        for s in plan.studies:
+            for t, again in close_after_worker_death(load_study(storage, s.name), rerun and running > 1):
+                log.warning("%s trial %d: its worker process died%s", s.model, t.number, "; it runs again" * again)
                 if rid := run_of(tracker, s, t):
-                    tracker.log_text(
-                        rid, "the process running this trial died (killed, out of memory or crashed)", "traceback.txt"
-                    )
+                    note = "the process running this trial died (killed, out of memory or crashed)"
+                    if again:
+                        note += "; it stopped the trials of the other workers too: this one runs again"
+                    tracker.log_text(rid, note, "traceback.txt")
                     tracker.end(rid, "FAILED")
-        return any_closed
+        return running > 0
+
+    def told_from_run(self, study: Any, s: StudyPlan, trial: Any, tracker: Any) -> bool:
+        """Tell a RUNNING trial COMPLETE from its MLflow run when that run completed: a worker tells a trial only
+        once its run's writes are applied, so one that died (or a sweep that was stopped) may leave complete trials
+        untold. Their work is kept instead of run again."""
+        rid = run_of(tracker, s, trial)
+        done = tracker.completed_trial(rid, str(self.config.metric.name)) if rid else None
+        if done is None:
+            return False
+        for key, value in (
+            ("run_id", rid),
+            ("std", done["std"]),
+            ("holdout", done["holdout"]),
+            ("seconds", done["seconds"]),
+        ):
+            study._storage.set_trial_user_attr(trial._trial_id, key, value)
+        study.tell(trial.number, done["value"])
+        log.info("%s trial %d: complete in MLflow (cv %.4g), told to Optuna", s.model, trial.number, done["value"])
+        return True
 
 
 def run_of(tracker: Any, s: StudyPlan, trial: Any) -> str | None:

@@ -63,6 +63,8 @@ class SweepPlan:
     # where its workers send their MLflow writes: the sweep's tracking process (flowork/tracking_service.py), for
     # workers on this machine; None: they write to MLflow themselves (Ray's)
     service: tuple[str, bytes] | None = None
+    # the one worker relaunched after a worker death that took several trials runs only their reruns
+    reruns_only: bool = False
 
     def tracker(self) -> Any:
         """The Tracker the trials' run() uses in this process (same store, experiment and artifact location)."""
@@ -181,7 +183,9 @@ class TrialWorker:
         # starts, ~2-3 s here, they go on running trials). Not with a pruner: it judges a trial against the complete
         # ones, and the one before would be missing.
         late = UNTOLD if own_connection else 1
-        untold = late if tracker.writes_later and self.plan.pruner is None else 0  # trials left to tell later
+        # Reruns after a worker death are told one by one: a rerun that kills its process again leaves no other
+        # trial RUNNING, so it alone is FAIL.
+        untold = late if tracker.writes_later and self.plan.pruner is None and not self.plan.reruns_only else 0
 
         def ready(ran: Ran) -> bool:
             return own_connection and tracker.applied(ran.context.run_id)
@@ -213,7 +217,7 @@ class TrialWorker:
 
     def next_study(self, studies: dict[str, Any], rng: random.Random) -> StudyPlan | None:
         """The open study with the smallest share of its budget used, or None when all are done."""
-        from flowork.studies import budget_used, counted
+        from flowork.studies import budget_used, counted, reruns_waiting
 
         open_plans = []
         finished = failed = 0
@@ -222,6 +226,8 @@ class TrialWorker:
             used = budget_used(trials)
             finished += sum(1 for t in trials if t.state.is_finished())
             failed += sum(1 for t in trials if t.state.name == "FAIL" and counted(t))
+            if self.plan.reruns_only and not reruns_waiting(studies[s.name]):
+                continue
             if used < s.n_trials and (s.deadline is None or time.time() < s.deadline):
                 open_plans.append((used / s.n_trials, rng.random(), s))
         if finished >= self.plan.min_trials_for_rate and failed / max(finished, 1) > self.plan.max_failure_rate:
@@ -240,7 +246,7 @@ class TrialWorker:
 
         from flowork.run import TRIAL, TrialContext
         from flowork.search import overrides_of
-        from flowork.studies import EXCESS, budget_used
+        from flowork.studies import EXCESS, RERUN_OF, budget_used
 
         trial = study.ask(fixed_distributions=s.params)
         earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
@@ -258,11 +264,10 @@ class TrialWorker:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step} (value {value:.4g})")
 
-        context = TrialContext(
-            parent_run_id=s.run_id,
-            tags={"flowork.sweep": self.plan.sweep, "flowork.study": s.name, "flowork.trial": str(trial.number)},
-            reporter=report,
-        )
+        tags = {"flowork.sweep": self.plan.sweep, "flowork.study": s.name, "flowork.trial": str(trial.number)}
+        if (rerun_of := trial.user_attrs.get(RERUN_OF)) is not None:  # its worker process died: run again
+            tags["flowork.rerun_of"] = str(rerun_of)
+        context = TrialContext(parent_run_id=s.run_id, tags=tags, reporter=report)
         t0 = time.perf_counter()
         token = TRIAL.set(context)
         try:
