@@ -142,6 +142,11 @@ def test_sweep_resume_and_serve_the_champion_from_a_tracking_server(mlflow_serve
     runs = client.search_runs([exp.experiment_id], "tags.`flowork.sweep` = 'srv'", max_results=1000)
     roles = [r.data.tags.get("flowork.role") for r in runs]
     assert roles.count("sweep") == 1 and roles.count("study") == 2  # the resume reused its runs
+    study_runs = {
+        r.data.tags["flowork.study"]: r.info.run_id for r in runs if r.data.tags.get("flowork.role") == "study"
+    }
+    for r in trials:  # the parallel workers' runs too (they write to the server themselves)
+        assert r.data.tags["mlflow.parentRunId"] == study_runs[r.data.tags["flowork.study"]]
     assert list((mlflow_server.artifacts).rglob("config.yaml"))  # artifacts proxied to --artifacts-destination
 
     assert password.encode() not in everything_stored(mlflow_server)

@@ -99,7 +99,7 @@ def test_a_sweep_whose_store_cannot_be_opened_stops_with_a_clear_message(tmp_pat
 
 def test_runs_sent_before_the_sweeps_process_died_are_applied_and_the_sweep_resumes(tmp_path, short_csv):
     """Trials are told to Optuna one trial late (their runs are applied meanwhile): trial 2, not told when trial 3
-    killed the process, is run again on resume and its finished run marked KILLED, as Optuna has it."""
+    killed the process, has a complete run, and the resumed sweep tells Optuna so instead of running it again."""
     args = [*sweep_args(tmp_path, short_csv), "model=ridge", *SCRIPTED, "search.n_trials=4", "sweep.select=false"]
     out = sweep(*args, "+model.params.script='ok,ok,ok,die'")  # trial 3 ends the sweep's process at once
     assert out.returncode == 3, out.stderr[-3000:]
@@ -114,12 +114,15 @@ def test_runs_sent_before_the_sweeps_process_died_are_applied_and_the_sweep_resu
         assert status[k].info.status == "FINISHED" and "cv_mae" in status[k].data.metrics
     assert [t.state for t in trials(tmp_path, "s", "ridge")][:3] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
 
-    out = sweep(*args, "+model.params.script='ok,ok,ok,die,ok'")  # resumed: trial 3 closed, trial 4 runs
+    out = sweep(*args, "+model.params.script='ok,ok,ok,die,ok'")  # resumed: trial 2 kept, 3 closed, 4 runs
     assert out.returncode == 0, out.stderr[-3000:]
-    assert sum(t.state == TrialState.COMPLETE for t in trials(tmp_path, "s", "ridge")) == 4
+    after = trials(tmp_path, "s", "ridge")
+    assert [t.state for t in after] == [TrialState.COMPLETE] * 3 + [TrialState.FAIL, TrialState.COMPLETE]
+    assert after[2].value == pytest.approx(status["2"].data.metrics["cv_mae"])
+    assert after[2].user_attrs["run_id"] == status["2"].info.run_id
     _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
     status = {r.data.tags["flowork.trial"]: r.info.status for r in trial_runs}
-    assert status == {"0": "FINISHED", "1": "FINISHED", "2": "KILLED", "3": "KILLED", "4": "FINISHED", "5": "FINISHED"}
+    assert status == {"0": "FINISHED", "1": "FINISHED", "2": "FINISHED", "3": "KILLED", "4": "FINISHED"}
 
 
 @pytest.mark.parametrize(

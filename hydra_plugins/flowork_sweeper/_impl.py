@@ -151,8 +151,9 @@ class FloworkSweeperImpl:
                 # The workers write through this sweep's tracking process too when the store is a local file (it
                 # takes one writer at a time anyway); to a server, their own round trips (~60 ms a run) overlap.
                 plan.service = tracker.serve_workers() if local_file(tracker.uri) else None
-                if plan.service is None:  # they write to the store themselves, once its experiment and runs exist
-                    tracker.resolve(sweep_run)
+                if plan.service is None:  # they write to the store themselves, once its experiment and runs exist,
+                    for s in plan.studies:  # under the studies' MLflow ids (this process's handles are its own)
+                        s.run_id = tracker.resolve(s.run_id)
         from flowork.progress import Progress
 
         try:
