@@ -120,6 +120,8 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
         ("search.timeout=-5", "has no budget", 0),
         ("data.uri=no/such/file.csv", "data file not found", 0),  # not one failed trial per trial
         ("sweep.name=team/s", "does not name one folder under multirun/", 0),  # `flowork select` could not find it
+        ("data.target.horizon=1,7", "define the problem every trial of a sweep is compared on", 0),
+        ("metric=mae,rmse", "define the problem", 0),
         # MLflow's rule, checked by the tracking process while the first trial runs. The sweep sees its answer
         # between trials, and at the latest when it tells the first trial, which it does after the second ran (one
         # late): where the tracking process starts slower than a trial (a loaded machine), a second one runs.

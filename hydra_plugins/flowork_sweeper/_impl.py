@@ -291,6 +291,7 @@ class FloworkSweeperImpl:
                 cfg.search.space, {k: d for k, d in sweeps.items() if has_key(cfg, k)}, fixed, where=where
             )
             check_space_keys(cfg, [k for k in [*space.params, *space.fixed] if k not in sweeps], model, where)
+            check_problem_fixed(space.params, where)
             overrides += overrides_of(space.fixed)
             if space.fixed:  # plain values in the search file are part of every trial's config
                 composed = self.compose(overrides)
@@ -489,6 +490,19 @@ def setup_of(cfg: DictConfig, searched: dict[str, Any]) -> dict[str, str]:
     node = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     setup = flatten({k: node[k] for k in ("data", "metric") if k in node})  # type: ignore[index]
     return {k: v for k, v in setup.items() if k not in searched}
+
+
+def check_problem_fixed(searched: dict[str, Any], where: str) -> None:
+    """The problem (data, target, backtest) and the metric are not hyperparameters: one study would compare a 7-day
+    forecast with 1-day ones, or an RMSE with MAEs, and pick the champion across them."""
+    problem = sorted(k for k in searched if k.split(".", 1)[0] in ("data", "metric"))
+    if problem:
+        raise FloworkError(
+            f"{problem} would be searched, but the data, target, backtest and metric define the problem every "
+            "trial of a sweep is compared on",
+            where=f"the command line or {where}",
+            fix="run one sweep per value, each with its own name: e.g. data.target.horizon=7 sweep.name=h7 -m",
+        )
 
 
 def same_setup(study: Any, setup: dict[str, str], sweep: str) -> None:
