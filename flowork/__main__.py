@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":
+    from flowork.search import widen_for_model_sweep
     from flowork.tracking_service import prestart
 
+    sys.argv[1:] = widen_for_model_sweep(sys.argv[1:])
     prestart(sys.argv[1:])  # a sweep's tracking process, importing MLflow while Hydra starts
 
 import logging

@@ -137,6 +137,19 @@ def overrides_of(params: Mapping[str, Any]) -> list[str]:
     return [f"{k}={override_value(v)}" for k, v in params.items()]
 
 
+MODEL_SPECIFIC = ("model.", "features.")  # keys a model's own config options define (model=ridge,xgb: each has its own)
+
+
+def widen_for_model_sweep(argv: list[str]) -> list[str]:
+    """`model=ridge,xgb model.params.max_depth=6 -m` fixes xgb's depth and leaves ridge alone (the sweeper applies a
+    model-specific key to the models that have it, and names a key none of them has). Hydra first composes the
+    sweep's own config with the default model, which may lack the key and would refuse it with advice that does not
+    apply: there the key is given as `++` (set, or add), and the sweeper applies `++` keys only where they exist."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    return [f"++{a}" if a.startswith(MODEL_SPECIFIC) and "=" in a else a for a in argv]
+
+
 def key_of(override_line: str) -> str:
     return override_line.split("=", 1)[0].lstrip("+~")
 

@@ -122,6 +122,7 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
         ("sweep.name=team/s", "does not name one folder under multirun/", 0),  # `flowork select` could not find it
         ("data.target.horizon=1,7", "define the problem every trial of a sweep is compared on", 0),
         ("metric=mae,rmse", "define the problem", 0),
+        ("model.params.max_depth=3", "none of the models swept (ridge) has the key", 0),  # a typo, or another model's
         # MLflow's rule, checked by the tracking process while the first trial runs. The sweep sees its answer
         # between trials, and at the latest when it tells the first trial, which it does after the second ran (one
         # late): where the tracking process starts slower than a trial (a loaded machine), a second one runs.
@@ -159,6 +160,19 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path, short_csv):
         assert status[k].info.status == "FAILED" and text in status[k].data.tags["flowork.error"]
         assert "traceback.txt" in {a.path for a in client.list_artifacts(status[k].info.run_id)}
     assert client.get_model_version_by_alias("temperature-forecaster", "champion")
+
+
+def test_a_model_specific_key_applies_to_the_models_that_have_it(tmp_path, short_csv):
+    """The README's `model=ridge,xgb model.params.max_depth=6`: Hydra composes the sweep with ridge, which has no
+    max_depth; xgb's trials get it, ridge's do not."""
+    out = sweep(
+        *sweep_args(tmp_path, short_csv), "model=ridge,xgb", "model.params.max_depth=4", "search.n_trials=1",
+        "data.backtest.folds=2", "charts.trials=none", "sweep.select=false",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    _, trial_runs = runs(tmp_path, "tags.`flowork.trial` != ''")
+    depth = {r.data.tags["flowork.study"]: r.data.params.get("model.params.max_depth") for r in trial_runs}
+    assert depth == {"s/ridge": None, "s/xgb": "4"}
 
 
 def test_a_trial_that_kills_its_process(tmp_path, short_csv):

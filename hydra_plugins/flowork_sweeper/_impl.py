@@ -271,7 +271,7 @@ class FloworkSweeperImpl:
         base = [f"sweep.name={name}"]
         for model in models:
             # trials log metrics, not models: only the champion's refit logs one (select.py turns it back on)
-            overrides = [*base, f"model={model}", *self.applicable(model, plain), "tracking.log_model=false"]
+            overrides = [*base, f"model={model}", *self.applicable(model, plain, models), "tracking.log_model=false"]
             composed = self.compose(overrides)
             cfg = validate(composed)
             try:
@@ -343,29 +343,26 @@ class FloworkSweeperImpl:
         )
         return sweep_plan, sweep_run
 
-    def applicable(self, model: str, plain: list[str]) -> list[str]:
-        """Command-line keys under `model.` apply to the models that have them (model.params.max_depth=6 with
-        model=ridge,xgb fixes xgb's depth and leaves ridge alone); a key no model has is an error (a typo)."""
-        from flowork.search import key_of
+    def applicable(self, model: str, plain: list[str], models: list[str]) -> list[str]:
+        """Command-line keys under `model.` and `features.` apply to the models that have them
+        (model.params.max_depth=6 with model=ridge,xgb fixes xgb's depth and leaves ridge alone; see
+        search.widen_for_model_sweep); `+key` adds a key to every model; a key no model has is an error (a typo)."""
+        from flowork.search import MODEL_SPECIFIC, key_of
 
-        general = [o for o in plain if not key_of(o).startswith("model.")]
-        specific = [o for o in plain if key_of(o).startswith("model.")]
+        general = [o for o in plain if not key_of(o).startswith(MODEL_SPECIFIC)]
+        specific = [o for o in plain if key_of(o).startswith(MODEL_SPECIFIC)]
         if not specific:  # the common case: no composition needed (~0.3 s a model here)
             return general
         cfg = self.compose([f"model={model}", *general])
-        keep = [o for o in specific if o.startswith("+") or has_key(cfg, key_of(o))]
+        added = [o for o in specific if o.startswith("+") and not o.startswith("++")]
+        keep = [o for o in specific if o in added or has_key(cfg, key_of(o))]
         for o in specific:
-            if o not in keep and not any(
-                has_key(self.compose([f"model={m}"]), key_of(o)) for m in self.available_models()
-            ):
+            if o not in keep and not any(has_key(self.compose([f"model={m}"]), key_of(o)) for m in models):
                 raise FloworkError(
-                    f"`{o}`: no model config has the key {key_of(o)!r}",
+                    f"`{o.lstrip('+')}`: none of the models swept ({', '.join(models)}) has the key {key_of(o)!r}",
                     fix="check the key with `python -m flowork model=NAME --cfg job`",
                 )
         return [*general, *keep]
-
-    def available_models(self) -> list[str]:
-        return [p.stem for p in Path(os.getcwd(), "conf", "model").glob("*.yaml")]
 
     def workers_on_this_machine(self) -> bool:
         """Whether the launcher runs the workers here: in this process (basic) or in its child processes (joblib);
