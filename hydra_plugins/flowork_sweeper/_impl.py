@@ -200,6 +200,15 @@ class FloworkSweeperImpl:
         for s in plan.studies:
             tracker.end(s.run_id, "FINISHED")
         ok = [row for row in board if row["best"] is not None]
+        if stop := plan.too_many_failures({s.name: load_study(storage, s.name) for s in plan.studies}):
+            tracker.end(sweep_run, "FAILED")
+            raise FloworkError(
+                f"sweep {name!r} stopped: {stop[0]} of its {stop[1]} trials failed (more than "
+                f"sweep.max_failure_rate={plan.max_failure_rate}); no champion selected",
+                where=f"{sweep_dir}/ (each trial's log) and the FAILED runs in MLflow (traceback.txt)",
+                fix=f"fix the cause, then resume: the same command with sweep.name={name} (its earlier failures no "
+                "longer count); or allow more failures with sweep.max_failure_rate",
+            )
         if not ok:
             tracker.end(sweep_run, "FAILED")
             raise FloworkError(
@@ -311,7 +320,17 @@ class FloworkSweeperImpl:
             same_setup(study, setup_of(cfg, space.params), name)
             deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
             studies.append(
-                StudyPlan(model, sname, overrides, space.params, cfg.search.n_trials, deadline, "", composed)
+                StudyPlan(
+                    model,
+                    sname,
+                    overrides,
+                    space.params,
+                    cfg.search.n_trials,
+                    deadline,
+                    "",
+                    composed,
+                    len(study.get_trials(deepcopy=False)),
+                )
             )
             log.info("study %s: %d trials, space %s", sname, cfg.search.n_trials, sorted(space.params))
         unused = [k for k in sweeps if not any(k in s.params for s in studies)]

@@ -43,6 +43,7 @@ class StudyPlan:
     # The study's config as the sweep composed it (hydra node included): a worker in the same project starts from it
     # instead of composing it again (~0.3 s a study and worker, while every process is still starting up).
     config: DictConfig | None = None
+    first: int = 0  # number of the study's first trial of this command: the failure rate counts from there
 
 
 @dataclass
@@ -65,6 +66,19 @@ class SweepPlan:
     service: tuple[str, bytes] | None = None
     # the one worker relaunched after a worker death that took several trials runs only their reruns
     reruns_only: bool = False
+
+    def too_many_failures(self, studies: dict[str, Any]) -> tuple[int, int] | None:
+        """(failed, finished) trials of this command, across studies, once more than max_failure_rate of them
+        failed; else None. A resumed sweep's earlier failures do not count: it resumes once their cause is fixed."""
+        from flowork.studies import counted
+
+        failed = finished = 0
+        for s in self.studies:
+            trials = [t for t in studies[s.name].get_trials(deepcopy=False) if t.number >= s.first]
+            finished += sum(1 for t in trials if t.state.is_finished())
+            failed += sum(1 for t in trials if t.state.name == "FAIL" and counted(t))
+        too_many = finished >= self.min_trials_for_rate and failed / max(finished, 1) > self.max_failure_rate
+        return (failed, finished) if too_many else None
 
     def tracker(self) -> Any:
         """The Tracker the trials' run() uses in this process (same store, experiment and artifact location)."""
@@ -217,27 +231,18 @@ class TrialWorker:
 
     def next_study(self, studies: dict[str, Any], rng: random.Random) -> StudyPlan | None:
         """The open study with the smallest share of its budget used, or None when all are done."""
-        from flowork.studies import budget_used, counted, reruns_waiting
+        from flowork.studies import budget_used, reruns_waiting
 
+        if stop := self.plan.too_many_failures(studies):
+            log.error("stopping: %d of %d trials failed (sweep.max_failure_rate=%s)", *stop, self.plan.max_failure_rate)
+            return None
         open_plans = []
-        finished = failed = 0
         for s in self.plan.studies:
-            trials = studies[s.name].get_trials(deepcopy=False)
-            used = budget_used(trials)
-            finished += sum(1 for t in trials if t.state.is_finished())
-            failed += sum(1 for t in trials if t.state.name == "FAIL" and counted(t))
             if self.plan.reruns_only and not reruns_waiting(studies[s.name]):
                 continue
+            used = budget_used(studies[s.name].get_trials(deepcopy=False))
             if used < s.n_trials and (s.deadline is None or time.time() < s.deadline):
                 open_plans.append((used / s.n_trials, rng.random(), s))
-        if finished >= self.plan.min_trials_for_rate and failed / max(finished, 1) > self.plan.max_failure_rate:
-            log.error(
-                "stopping: %d of %d trials failed (sweep.max_failure_rate=%s)",
-                failed,
-                finished,
-                self.plan.max_failure_rate,
-            )
-            return None
         return min(open_plans, key=lambda x: x[:2])[2] if open_plans else None
 
     def run_trial(self, s: StudyPlan, study: Any) -> Ran | None:
