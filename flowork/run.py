@@ -22,7 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from flowork import backtest, data, instantiate
-from flowork.errors import FloworkError, function_name
+from flowork.errors import FloworkError, call_user_code, function_name
 from flowork.features import Pipeline, leakage_check, make_target
 
 
@@ -269,17 +269,21 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
             fix="check the model's predictions and the metric (mape is undefined when the target can be 0)",
         )
     model_uri = (
-        log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) if cfg.tracking.log_model else None
+        log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id, where_model)
+        if cfg.tracking.log_model
+        else None
     )
     return JobResult(mean, std, hold.score, run_id, model_uri)
 
 
-def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id) -> str:
+def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id, where: str) -> str:
     """Refit on every labelled row (DESIGN §4: the serving fit) and log it as a pyfunc that takes raw rows."""
+    from flowork.backtest import FIT_FIX
     from flowork.serving import Forecaster, ForecastSpec, log_forecaster, required_history
 
     labelled = y.notna().to_numpy()
-    model = train(X[labelled], y[labelled])
+    what = f"the training function (`{function_name(train)}`), refit on all {int(labelled.sum())} labelled rows,"
+    model = call_user_code(what, train, X[labelled], y[labelled], where=where, fix=FIT_FIX)
     history = required_history(raw, pipeline, X)
     spec = ForecastSpec(
         time_column=cfg.data.time_column,

@@ -223,7 +223,16 @@ def pip_requirements(model: Any) -> list[str]:
 
     import cloudpickle
 
-    blob = cloudpickle.dumps(model)
+    from flowork.errors import FloworkError
+
+    try:
+        blob = cloudpickle.dumps(model)
+    except Exception as e:  # pickle.PicklingError, TypeError ("cannot pickle '_thread.lock' object"), ...
+        raise FloworkError(
+            f"the fitted model cannot be saved: {type(e).__name__}: {e}",
+            where="the object the training function returns (conf/model/<option>.yaml, key `model.train`)",
+            fix="return a model without open files, locks, threads or connections; or set tracking.log_model=false",
+        ) from None
     core = ["mlflow", "cloudpickle", "pandas", "numpy", "scikit-learn", "hydra-core", "omegaconf"]
     optional = {"xgboost": "xgboost-cpu", "prophet": "prophet", "darts": "darts", "torch": "torch"}
     wanted = core + [dist for module, dist in optional.items() if module.encode() in blob]

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from flowork.errors import FloworkError
 from flowork.run import run
 from tests.conftest import ROOT
+from user_code.models import ridge
 
 
 def no_predict(X, y):
@@ -39,6 +40,21 @@ def text_model(X, y):
             return ["warm"] * len(X)
 
     return M()
+
+
+def refuses_all_rows(X, y):
+    """Fits the backtest's folds (fewer rows), fails on the final refit on every labelled row."""
+    if len(X) > 350:
+        raise RuntimeError(f"refuses {len(X)} rows")
+    return ridge(X, y)
+
+
+def locked_model(X, y):
+    import threading
+
+    model = ridge(X, y)
+    model.lock = threading.Lock()  # cannot be pickled, so cannot be logged
+    return model
 
 
 def leaky(df, target):
@@ -131,6 +147,16 @@ ERRORS = [
     (["tracking.experiment=''"], "tracking.experiment is empty", "key `tracking.experiment`"),
     (["model.params.alpha=abc"], "training function (`ridge`) raised InvalidParameterError", "user_code/models.py:"),
     ([*NO_PARAMS, "model.train._target_=tests.test_run.text_model"], "values that are not numbers", "one number"),
+    (
+        [*NO_PARAMS, "model.train._target_=tests.test_run.refuses_all_rows", "tracking.log_model=true"],
+        "refit on all 370 labelled rows, raised RuntimeError: refuses 370 rows",
+        "tests/test_run.py:",
+    ),
+    (
+        [*NO_PARAMS, "model.train._target_=tests.test_run.locked_model", "tracking.log_model=true"],
+        "model cannot be saved",
+        "log_model=false",
+    ),
     (
         ["features.build._target_=tests.test_run.failing_build", *BUILD_ONLY],
         "features.build (`failing_build`) raised TypeError",
