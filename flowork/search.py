@@ -165,7 +165,7 @@ def split_arguments(arguments: Sequence[str]) -> tuple[list[str], dict[str, Dist
     sweeps: dict[str, Distribution] = {}
     plain: list[str] = []
     for override in OverridesParser.create().parse_overrides(list(arguments)):
-        key = override.get_key_element()
+        key = key_of(override.get_key_element())  # (widen_for_model_sweep made model-specific sweeps `++key`)
         if key == "model":
             values = override.sweep_iterator() if override.is_sweep_override() else [override.value()]
             models = [str(v) for v in values]

@@ -103,6 +103,12 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
         assert out.returncode == 0, out.stderr[-3000:]
     alphas = [t.params["model.params.alpha"] for t in trials(tmp_path, "s", "ridge")]
     assert len(alphas) == 4 and len(set(alphas)) == 4  # not the first two proposed again
+    best = (tmp_path / "sweeps/s/best.yaml").read_text()
+    again = sweep(*args, "search.n_trials=4")  # a finished sweep's command once more: nothing to run or select
+    assert again.returncode == 0 and "had no trial left to run" in again.stdout + again.stderr
+    assert (tmp_path / "sweeps/s/best.yaml").read_text() == best
+    client, _ = runs(tmp_path)
+    assert len(client.search_model_versions("name='temperature-forecaster'")) == 2  # one per command that ran trials
     for change, shown in (
         ("data.target.horizon=7", "data.target.horizon: 1 -> 7"),
         ("metric=rmse", "metric.name: mae -> rmse"),

@@ -216,6 +216,16 @@ class FloworkSweeperImpl:
                 where=f"{sweep_dir}/ (each trial's log) and the FAILED runs in MLflow (traceback.txt)",
                 fix="fix the error in the trials' tracebacks, then re-run the same command to resume",
             )
+        if not self.ran_trials(plan, storage) and Path(sweep_dir, "best.yaml").exists():
+            log.info(
+                "sweep %s had no trial left to run: its champion is the one it selected before (%s); "
+                "`flowork select --sweep %s` refits it again",
+                name,
+                Path(sweep_dir, "best.yaml"),
+                name,
+            )
+            tracker.end(sweep_run, "FINISHED")
+            return board
         if self.config.sweep.select or self.config.charts.trials != "none":  # these read MLflow: from this process
             sweep_run = tracker.resolve(sweep_run)
             tracker.close()
@@ -437,6 +447,14 @@ class FloworkSweeperImpl:
                     tracker.log_text(rid, note, "traceback.txt")
                     tracker.end(rid, "FAILED")
         return running > 0
+
+    def ran_trials(self, plan: SweepPlan, storage: Any) -> bool:
+        """Whether this command ran any trial (a finished sweep's command run again runs none)."""
+        return any(
+            t.number >= s.first and t.state.is_finished()
+            for s in plan.studies
+            for t in load_study(storage, s.name).get_trials(deepcopy=False)
+        )
 
     def told_from_run(self, study: Any, s: StudyPlan, trial: Any, tracker: Any) -> bool:
         """Tell a RUNNING trial COMPLETE from its MLflow run when that run completed: a worker tells a trial only
