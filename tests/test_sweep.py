@@ -364,3 +364,36 @@ def test_a_terminated_parallel_sweep_stops_its_workers_and_says_how_to_resume(tm
     started = len(list((tmp_path / "sweeps/t/ridge").glob("[0-9]*")))
     time.sleep(3)  # a worker left running would start a trial every ~0.5 s
     assert len(list((tmp_path / "sweeps/t/ridge").glob("[0-9]*"))) == started < 40
+
+
+def test_the_workers_of_a_sweep_killed_with_kill_9_stop_and_it_resumes(tmp_path, short_csv):
+    """SIGKILL leaves the sweep's process no chance to stop its joblib workers (the fork server's children): they
+    see it gone after their trial, tell it to Optuna and exit, instead of running the budget unsupervised."""
+    args = [*sweep_args(tmp_path, short_csv, "k"), "model=ridge", *SCRIPTED, "+model.params.sleep=0.5"]
+    parallel = ["search.n_trials=16", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = subprocess.Popen(
+        command(*args, *parallel),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "sweeps/k/ridge/1").exists():
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # the sweep's process only, not its group
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)  # any process of the sweep's left
+        except ProcessLookupError:
+            break
+        time.sleep(0.3)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the sweep's workers outlived it by 30 s")
+    assert len(list((tmp_path / "sweeps/k/ridge").glob("[0-9]*"))) < 16
+    out = sweep(*args, *parallel)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sum(t.state == TrialState.COMPLETE for t in trials(tmp_path, "k", "ridge")) == 16

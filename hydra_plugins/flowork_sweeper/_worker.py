@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class SweepPlan:
     charts_dir: str = ""
     unit: str = ""
     sweep_pid: int = field(default_factory=os.getpid)  # the sweep's own process
+    sweep_host: str = field(default_factory=socket.gethostname)
     # where its workers send their MLflow writes: the sweep's tracking process (flowork/tracking_service.py), for
     # workers on this machine; None: they write to MLflow themselves (Ray's)
     service: tuple[str, bytes] | None = None
@@ -95,6 +97,19 @@ class SweepPlan:
 
     def in_sweep_process(self) -> bool:
         return os.getpid() == self.sweep_pid
+
+    def sweep_gone(self) -> bool:
+        """Whether the sweep's process died (kill -9), on this machine: its workers then stop after their trial
+        instead of running the whole budget unsupervised (a Ray worker on another machine cannot tell)."""
+        if socket.gethostname() != self.sweep_host:
+            return False
+        try:
+            os.kill(self.sweep_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's (a reused pid would be too: then it goes on)
+            return False
+        return False
 
     def connects_to_service(self) -> bool:
         """Whether this process's trials write through a connection of its own to the sweep's tracking process."""
@@ -205,9 +220,13 @@ class TrialWorker:
             return own_connection and tracker.applied(ran.context.run_id)
 
         pending: list[Ran] = []  # run, not told yet
+        orphaned = False
         try:
             while True:
                 tracker.check()  # an error of the tracking process stops the sweep between trials
+                if orphaned := self.plan.sweep_gone():
+                    log.error("the sweep's process (pid %d) is gone: this worker stops", self.plan.sweep_pid)
+                    break
                 plan = self.next_study(studies, rng)
                 if plan is None:
                     break
@@ -227,6 +246,9 @@ class TrialWorker:
                 with contextlib.suppress(Exception):  # on the way out with another error
                     tracker.close()
             HydraConfig.instance().cfg = own
+        if orphaned:  # its trials told: nothing waits for this process now (nor for the idle executor it is in)
+            logging.shutdown()
+            os._exit(1)
         return counts
 
     def next_study(self, studies: dict[str, Any], rng: random.Random) -> StudyPlan | None:
