@@ -130,6 +130,8 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
         ("data.target.horizon=1,7", "define the problem every trial of a sweep is compared on", 0),
         ("metric=mae,rmse", "define the problem", 0),
         ("model.params.max_depth=3", "none of the models swept (ridge) has the key", 0),  # a typo, or another model's
+        ("sweep.sampler._target_=optuna.samplers.TPESample", "TPESample", 0),
+        ("sweep.pruner={_target_:optuna.pruners.MedianPrunr}", "MedianPrunr", 0),
         # MLflow's rule, checked by the tracking process while the first trial runs. The sweep sees its answer
         # between trials, and at the latest when it tells the first trial, which it does after the second ran (one
         # late): where the tracking process starts slower than a trial (a loaded machine), a second one runs.

@@ -276,6 +276,9 @@ class FloworkSweeperImpl:
         from flowork.tracking import redact_overrides
 
         models, sweeps, plain = split_arguments(arguments)
+        sampler = OmegaConf.to_container(self.config.sweep.sampler, resolve=True)
+        pruner = OmegaConf.to_container(self.config.sweep.pruner, resolve=True) if self.config.sweep.pruner else None
+        check_sampler_and_pruner(sampler, pruner)
         plain = [o for o in plain if key_of(o) != "sweep.name"]  # set once, resolved, below
         models = models or [str(self.config.model.name)]
         fixed = {key_of(o) for o in plain}
@@ -357,8 +360,8 @@ class FloworkSweeperImpl:
             sweep=name,
             storage=storage_url,
             studies=studies,
-            sampler=OmegaConf.to_container(self.config.sweep.sampler, resolve=True),
-            pruner=OmegaConf.to_container(self.config.sweep.pruner, resolve=True) if self.config.sweep.pruner else None,
+            sampler=sampler,
+            pruner=pruner,
             seed=int(self.config.seed),
             max_failure_rate=float(self.config.sweep.max_failure_rate),
             tracking={
@@ -524,6 +527,15 @@ def setup_of(cfg: DictConfig, searched: dict[str, Any]) -> dict[str, str]:
     node = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     setup = flatten({k: node[k] for k in ("data", "metric") if k in node})  # type: ignore[index]
     return {k: v for k, v in setup.items() if k not in searched}
+
+
+def check_sampler_and_pruner(sampler: Any, pruner: Any) -> None:
+    """A typo in sweep.sampler or sweep.pruner fails here, before the sweep's runs exist, not in every worker."""
+    from flowork import instantiate
+
+    instantiate.bind(sampler, where="sweep.sampler", call_args=0)
+    if pruner:
+        instantiate.bind(pruner, where="sweep.pruner", call_args=0)()
 
 
 def check_problem_fixed(searched: dict[str, Any], where: str) -> None:
