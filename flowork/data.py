@@ -61,6 +61,32 @@ def warn_text_among_numbers(df: pd.DataFrame) -> None:
             )
 
 
+MISSING_CODES = (-99999.0, -9999.0, -999.0, 999.0, 9999.0, 99999.0)  # how many files write "no value"
+
+
+def warn_missing_codes(df: pd.DataFrame) -> None:
+    """A missing-value code read as a number (-9999 among temperatures): the model learns from it as a value and
+    the served model's range guard widens to it. Logged, not an error: the value may be real."""
+    import numpy as np
+
+    for column in df.select_dtypes(include="number").columns:
+        values = df[column].to_numpy(dtype=float, na_value=np.nan)
+        codes = np.isin(values, MISSING_CODES)
+        rest = np.abs(values[~codes & np.isfinite(values)])
+        if codes.any() and rest.size and np.abs(values[codes]).min() > 10 * max(rest.max(), 1.0):
+            first = int(np.argmax(codes))
+            log.warning(
+                "data column %r has %d value(s) like %g (first at %s), far outside its other values (up to %g in "
+                "size): a missing-value code? read it as missing with data.read_options: {na_values: [%g]}",
+                column,
+                int(codes.sum()),
+                values[first],
+                df.index[first],
+                rest.max(),
+                values[first],
+            )
+
+
 def not_found(uri: str) -> FloworkError:
     return FloworkError(
         f"data file not found: {uri}",
@@ -288,6 +314,7 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
             )
         df = set_time_index(frame, data_cfg.time_column, data_cfg.freq, time_format=time_format)
         warn_text_among_numbers(df)
+        warn_missing_codes(df)
         frame_digest = digest(df)
         if stamp is not None:
             LOADED.clear()  # one dataset per process is the common case; never grow without bound

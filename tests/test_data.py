@@ -259,3 +259,20 @@ def test_text_among_numbers_is_pointed_out_when_the_data_is_read(tmp_path, caplo
     with caplog.at_level("WARNING", logger="flowork.data"):
         data.load(cfg(str(tmp_path / "d.csv")), root="/")
     assert ("data column 'c' is read as text" in caplog.text) == warned
+
+
+@pytest.mark.parametrize(
+    ("values", "warned"),
+    [
+        ([12.5, -9999, *[14.0] * 18], True),  # a missing-value code among temperatures
+        ([12.5, 999, *[14.0] * 18], True),
+        ([1200.0, 9999, *[1500.0] * 18], False),  # elevations in metres: 9999 may be real
+        ([12.5, -9.5, *[14.0] * 18], False),
+    ],
+)
+def test_missing_value_codes_read_as_numbers_are_pointed_out(tmp_path, caplog, values, warned):
+    dates = pd.date_range("2020-01-01", periods=len(values), freq="D").strftime("%Y-%m-%d")
+    pd.DataFrame({"date": dates, "temp_max": values}).to_csv(tmp_path / "d.csv", index=False)
+    with caplog.at_level("WARNING", logger="flowork.data"):
+        data.load(cfg(str(tmp_path / "d.csv")), root="/")
+    assert ("a missing-value code? read it as missing with data.read_options" in caplog.text) == warned
