@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,8 +98,16 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
     parents = tracker.client.search_runs(
         [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1
     )
+    if not parents:  # a refit would land in a store that has none of the sweep's runs
+        from flowork.tracking import scrub
+
+        raise FloworkError(
+            f"sweep {name!r} has no runs in the tracking store {scrub(tracker.uri)}",
+            where="tracking.uri (this command's overrides, conf/, or $MLFLOW_TRACKING_URI)",
+            fix=f"give the store the sweep tracked to: flowork select --sweep {name} tracking.uri=...",
+        )
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    return Sweep(name, sweep_dir, store, rows, cfg, tracker, parents[0].info.run_id if parents else None, compose_cfg)
+    return Sweep(name, sweep_dir, store, rows, cfg, tracker, parents[0].info.run_id, compose_cfg)
 
 
 SWEEP_OPTION = typer.Option(help="sweep name (default: the latest under multirun/)")
@@ -133,10 +142,9 @@ def select(
             f"{summary['model_uri']} (version {summary['version']})"
         )
         if summary["alias"] is None:
-            typer.echo(
-                f"not champion: {summary['promotion']}\n(`flowork select --sweep {s.name} sweep.promote=always` "
-                "makes it champion anyway)"
-            )
+            again = ["flowork", "select", "--sweep", s.name, *(["--storage", storage] if storage else [])]
+            again += [o for o in overrides or [] if not o.startswith("sweep.promote=")] + ["sweep.promote=always"]
+            typer.echo(f"not champion: {summary['promotion']}\n(`{shlex.join(again)}` makes it champion anyway)")
     except FloworkError as e:
         fail(e)
 

@@ -70,7 +70,11 @@ def test_init_example_add_model_check_and_sweep(project):
     # on demand: a new version from the same sweep; no better than the champion, so the alias stays, unless forced
     again = cli("select", "--sweep", "first", cwd=project)
     assert again.returncode == 0 and "(version 2)" in again.stdout, again.stderr[-2000:]
-    assert "not champion: cv_mae" in again.stdout and "sweep.promote=always" in again.stdout
+    assert (
+        "not champion: cv_mae" in again.stdout and "`flowork select --sweep first sweep.promote=always`" in again.stdout
+    )
+    elsewhere = cli("select", "--sweep", "first", f"tracking.uri=sqlite:///{project}/other.db", cwd=project)
+    assert elsewhere.returncode == 2 and "sweep 'first' has no runs in the tracking store" in elsewhere.stderr
     forced = cli("select", "--sweep", "first", "sweep.promote=always", cwd=project)
     assert forced.returncode == 0 and "@champion (version 3)" in forced.stdout, forced.stderr[-2000:]
     assert "not champion" not in forced.stdout
