@@ -320,10 +320,15 @@ class Tracker:
         except FloworkError:
             raise
         except Exception as e:
+            file_store = "MLFLOW_ALLOW_FILE_STORE" in str(e)  # MLflow refuses ./mlruns-style stores by default
             raise FloworkError(
-                f"cannot reach the MLflow tracking store {redact_uri(uri)}: {type(e).__name__}: {e}",
+                f"cannot reach the MLflow tracking store {redact_uri(uri)}: {type(e).__name__}: "
+                + (str(e).split(". ")[0] if file_store else str(e)),
                 where="conf/config.yaml, key `tracking.uri` (or $MLFLOW_TRACKING_URI)",
-                fix="start the tracking server, fix the URI, or unset it to use the embedded store",
+                fix="use a sqlite store (tracking.uri=sqlite:///path/to/mlflow.db, or unset it for the project's), "
+                "or set MLFLOW_ALLOW_FILE_STORE=true to keep a file store"
+                if file_store
+                else "start the tracking server, fix the URI, or unset it to use the embedded store",
             ) from None
 
     def _create_experiment(self, name: str, artifact_location: str | None) -> str:

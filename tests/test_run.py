@@ -145,6 +145,7 @@ ERRORS = [
     (["metric.direction=maxi"], "invalid config value", "metric.direction"),
     (["threads=-1"], "threads must be >= 1", "key `threads`"),
     (["tracking.experiment=''"], "tracking.experiment is empty", "key `tracking.experiment`"),
+    (["tracking.uri=file:///nonexistent/mlruns"], "is in maintenance mode", "MLFLOW_ALLOW_FILE_STORE=true"),
     (["model.params.alpha=abc"], "training function (`ridge`) raised InvalidParameterError", "user_code/models.py:"),
     ([*NO_PARAMS, "model.train._target_=tests.test_run.text_model"], "values that are not numbers", "one number"),
     (
