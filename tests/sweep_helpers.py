@@ -10,8 +10,9 @@ from user_code.models import ridge
 
 
 def scripted(X, y, alpha: float = 1.0, script: str = "ok", sleep: float = 0.0):
-    """Trial k does `script.split(',')[k % n]`: ok | raise | nan | die (the process exits at once). A rerun (its
-    worker process died) does what the trial it reruns did, as a crash of its params would."""
+    """Trial k does `script.split(',')[k % n]`: ok | raise | nan | die (the process exits at once) | die_once (dies
+    unless it is a rerun: a crash that does not come back). A rerun (its worker process died) does what the trial it
+    reruns did, as a crash of its params would."""
     trial = TRIAL.get()
     steps = script.split(",")
     number = trial.tags.get("flowork.rerun_of", trial.tags["flowork.trial"]) if trial else 0
@@ -19,7 +20,7 @@ def scripted(X, y, alpha: float = 1.0, script: str = "ok", sleep: float = 0.0):
     time.sleep(sleep)
     if step == "raise":
         raise RuntimeError("scripted failure")
-    if step == "die":
+    if step == "die" or (step == "die_once" and "flowork.rerun_of" not in trial.tags):
         os._exit(3)
     model = ridge(X, y, alpha=alpha)
     if step == "nan":

@@ -188,6 +188,19 @@ def test_a_sweep_stopped_by_its_failure_rate_selects_nothing_and_resumes(tmp_pat
     assert "champion" in (tmp_path / "sweeps/s/best.yaml").read_text()
 
 
+def test_after_reruns_that_complete_the_sweep_runs_its_budget(tmp_path, short_csv):
+    """A crash that does not come back (the out-of-memory killer chose this trial once): both trials it took run
+    again and complete, and the rest of the budget runs on both workers."""
+    out = sweep(
+        *sweep_args(tmp_path, short_csv), "model=ridge", *SCRIPTED, "+model.params.script='ok,die_once,ok,ok,ok,ok'",
+        "+model.params.sleep=0.3", "search.n_trials=5", "charts.trials=none", "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    states = [t.state.name for t in trials(tmp_path, "s", "ridge") if KILLED not in t.user_attrs]
+    assert states == ["COMPLETE"] * 5
+
+
 def test_a_model_specific_key_applies_to_the_models_that_have_it(tmp_path, short_csv):
     """The README's `model=ridge,xgb model.params.max_depth=6`: Hydra composes the sweep with ridge, which has no
     max_depth; xgb's trials get it, ridge's do not."""

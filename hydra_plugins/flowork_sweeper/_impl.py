@@ -179,12 +179,13 @@ class FloworkSweeperImpl:
                     # Ray restarts a dead worker's task and keeps the others: only joblib's deaths take bystanders
                     closed = self.close_dead_trials(plan, storage, tracker, rerun=died and not slots)
                     # (a reruns-only launch that ended normally ran every rerun its studies' budgets and times let it)
+                    was_reruns = plan.reruns_only
                     reruns = any(reruns_waiting(load_study(storage, s.name)) for s in plan.studies)
-                    plan.reruns_only = reruns and (died or not plan.reruns_only)
+                    plan.reruns_only = reruns and (died or not was_reruns)
                     # Finite: a trial dies at most twice (once more as a rerun), and the second time uses budget.
                     idle_deaths += died and not closed
-                    if idle_deaths >= 3 or not (died or closed or plan.reruns_only):
-                        break
+                    if idle_deaths >= 3 or not (died or closed or plan.reruns_only or was_reruns):
+                        break  # (after the reruns, the budget left runs on every worker)
                     if not (plan.reruns_only or self.budget_left(plan, storage)):
                         break
         except KeyboardInterrupt:
