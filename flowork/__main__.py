@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import sys
 
+CLI_COMMANDS = ("select", "report", "check", "init", "add-model", "serve", "version")  # flowork/cli.py's
+
 if __name__ == "__main__":
+    if sys.argv[1:2] and sys.argv[1] in CLI_COMMANDS:  # Hydra would take it for a malformed override
+        print(
+            f"flowork: error: `{sys.argv[1]}` is a command of the flowork CLI: run `flowork {' '.join(sys.argv[1:])}`"
+            " (python -m flowork runs jobs and sweeps: python -m flowork key=value ...)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     from flowork.search import widen_for_model_sweep
     from flowork.tracking_service import prestart
 

@@ -166,3 +166,15 @@ def test_command_line_group_choices_are_checked(override, refused):
             check_choices(ROOT / "conf", [override])
     else:
         check_choices(ROOT / "conf", [override])
+
+
+def test_a_cli_command_given_to_python_m_flowork_says_where_it_belongs():
+    """`python -m flowork select --help`: Hydra would take `select` for a malformed override, with a traceback."""
+    from flowork.__main__ import CLI_COMMANDS
+    from flowork.cli import app
+
+    named = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    assert set(CLI_COMMANDS) == named
+    out = subprocess.run([sys.executable, "-m", "flowork", "select", "--help"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "run `flowork select --help`" in out.stderr
