@@ -358,20 +358,24 @@ def test_ctrl_c_ends_the_sweep_with_how_to_resume(tmp_path, short_csv):
     assert "RUNNING" not in {r.info.status for r in trial_runs}
 
 
+def parallel_sweep_under_way(tmp_path, short_csv, name: str, n_trials: int, **popen) -> tuple[subprocess.Popen, list]:
+    """A 2-worker sweep of ~0.5-s trials, started in the background and returned once its second trial started;
+    (its process, its arguments: the same command resumes it)."""
+    args = [
+        *sweep_args(tmp_path, short_csv, name), "model=ridge", *SCRIPTED, "+model.params.sleep=0.5",
+        f"search.n_trials={n_trials}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command(*args), cwd=ROOT, text=True, **popen)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / f"sweeps/{name}/ridge/1").exists():
+        time.sleep(0.2)
+    return proc, args
+
+
 def test_a_terminated_parallel_sweep_stops_its_workers_and_says_how_to_resume(tmp_path, short_csv):
     """`kill` or `docker stop` (SIGTERM to the sweep's process) stops it as Ctrl-C does: the joblib workers, which
     are not its children but the fork server's, stop too instead of running the rest of the budget."""
-    args = [*sweep_args(tmp_path, short_csv, "t"), "model=ridge", *SCRIPTED, "+model.params.sleep=0.5"]
-    proc = subprocess.Popen(
-        command(*args, "search.n_trials=40", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "sweeps/t/ridge/1").exists():
-        time.sleep(0.2)
+    proc, _ = parallel_sweep_under_way(tmp_path, short_csv, "t", 40, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
@@ -384,18 +388,8 @@ def test_a_terminated_parallel_sweep_stops_its_workers_and_says_how_to_resume(tm
 def test_the_workers_of_a_sweep_killed_with_kill_9_stop_and_it_resumes(tmp_path, short_csv):
     """SIGKILL leaves the sweep's process no chance to stop its joblib workers (the fork server's children): they
     see it gone after their trial, tell it to Optuna and exit, instead of running the budget unsupervised."""
-    args = [*sweep_args(tmp_path, short_csv, "k"), "model=ridge", *SCRIPTED, "+model.params.sleep=0.5"]
-    parallel = ["search.n_trials=16", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    proc = subprocess.Popen(
-        command(*args, *parallel),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "sweeps/k/ridge/1").exists():
-        time.sleep(0.2)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    proc, args = parallel_sweep_under_way(tmp_path, short_csv, "k", 16, **quiet)
     os.kill(proc.pid, signal.SIGKILL)  # the sweep's process only, not its group
     proc.wait()
     deadline = time.time() + 30
@@ -409,6 +403,6 @@ def test_the_workers_of_a_sweep_killed_with_kill_9_stop_and_it_resumes(tmp_path,
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the sweep's workers outlived it by 30 s")
     assert len(list((tmp_path / "sweeps/k/ridge").glob("[0-9]*"))) < 16
-    out = sweep(*args, *parallel)
+    out = sweep(*args)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sum(t.state == TrialState.COMPLETE for t in trials(tmp_path, "k", "ridge")) == 16
