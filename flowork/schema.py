@@ -185,6 +185,18 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
             fix=f"set them in the config files under conf/ or on the command line, e.g. {missing[0]}=...",
         )
     assert isinstance(merged, DictConfig)  # merged onto a dataclass: always a DictConfig
+    if merged.sweep.workers is not None and merged.sweep.workers < 1:
+        raise FloworkError(
+            f"sweep.workers must be at least 1 (or null), got {merged.sweep.workers}",
+            where="key `sweep.workers` (conf/config.yaml or the command line)",
+            fix="use null for the launcher's n_jobs, or a number of parallel workers such as 2",
+        )
+    if not 0 <= merged.sweep.max_failure_rate <= 1:
+        raise FloworkError(
+            f"sweep.max_failure_rate is a share of the trials, between 0 and 1; got {merged.sweep.max_failure_rate}",
+            where="key `sweep.max_failure_rate` (conf/config.yaml or the command line)",
+            fix="e.g. 0.5 stops the sweep once more than half its trials failed; 1.0 never stops it",
+        )
     if merged.charts.top_k < 1:
         raise FloworkError(
             f"charts.top_k must be at least 1, got {merged.charts.top_k}",

@@ -144,6 +144,8 @@ ERRORS = [
     ),
     (["metric.direction=maxi"], "invalid config value", "metric.direction"),
     (["threads=-1"], "threads must be >= 1", "key `threads`"),
+    (["sweep.workers=0"], "sweep.workers must be at least 1", "key `sweep.workers`"),
+    (["sweep.max_failure_rate=2"], "between 0 and 1; got 2.0", "1.0 never stops it"),
     (["tracking.experiment=''"], "tracking.experiment is empty", "key `tracking.experiment`"),
     (["tracking.uri=file:///nonexistent/mlruns"], "is in maintenance mode", "MLFLOW_ALLOW_FILE_STORE=true"),
     (["model.params.alpha=abc"], "training function (`ridge`) raised InvalidParameterError", "user_code/models.py:"),
