@@ -56,8 +56,8 @@ class FloworkSweeperImpl:
             name = getattr(self, "name", None)  # the resolved name (a default ${now:...} differs each time)
             resume = f"the same command with sweep.name={name}" if name else "the same command"
             print(
-                f"flowork: sweep {name or ''} interrupted: its finished trials are kept, the running ones closed "
-                f"as KILLED.\nResume it: {resume}",
+                f"flowork: sweep {name or ''} interrupted: its finished trials are kept; the ones it was running are "
+                f"closed when it resumes (kept if their runs completed).\nResume it: {resume}",
                 file=sys.stderr,
             )
             sys.exit(130)
@@ -343,7 +343,7 @@ class FloworkSweeperImpl:
                     deadline,
                     "",
                     composed,
-                    len(study.get_trials(deepcopy=False)),
+                    first=len(study.get_trials(deepcopy=False)),
                 )
             )
             log.info("study %s: %d trials, space %s", sname, cfg.search.n_trials, sorted(space.params))
