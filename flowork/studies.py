@@ -98,18 +98,15 @@ def budget_used(trials: list[Any]) -> int:
     return sum(1 for t in trials if counted(t))
 
 
-def close_orphans(study: Any, reason: str, *, killed: bool) -> list[Any]:
-    """Mark trials still RUNNING (their process is gone) as FAIL; returns them.
-
-    `killed` trials (their sweep was stopped) do not count against the budget or the failure rate; trials whose
-    worker process died do. Optuna has no public API to annotate a trial another process asked for, hence
-    the storage calls.
-    """
+def close_orphans(study: Any, reason: str) -> list[Any]:
+    """Mark trials a stopped sweep left RUNNING as FAIL and killed (they count against neither the budget nor the
+    failure rate); returns them. Optuna has no public API to annotate a trial another process asked for, hence
+    the storage calls (close_after_worker_death too)."""
     from optuna.trial import TrialState
 
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in orphans:
-        study._storage.set_trial_user_attr(t._trial_id, KILLED if killed else "error", reason)
+        study._storage.set_trial_user_attr(t._trial_id, KILLED, reason)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return list(orphans)
 

@@ -129,7 +129,7 @@ class FloworkSweeperImpl:
             study = load_study(storage, s.name)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 self.told_from_run(study, s, t, tracker)
-            for t in close_orphans(study, "closed when the sweep resumed", killed=True):
+            for t in close_orphans(study, "closed when the sweep resumed"):
                 if rid := run_of(tracker, s, t):
                     tracker.end(rid, "KILLED")
             tracker.kill_running_children(s.run_id)
@@ -201,7 +201,8 @@ class FloworkSweeperImpl:
         for s in plan.studies:
             tracker.end(s.run_id, "FINISHED")
         ok = [row for row in board if row["best"] is not None]
-        if stop := plan.too_many_failures({s.name: load_study(storage, s.name) for s in plan.studies}):
+        trials_of = {s.name: load_study(storage, s.name).get_trials(deepcopy=False) for s in plan.studies}
+        if stop := plan.too_many_failures(trials_of):
             tracker.end(sweep_run, "FAILED")
             raise FloworkError(
                 f"sweep {name!r} stopped: {stop[0]} of its {stop[1]} trials failed (more than "

@@ -69,14 +69,14 @@ class SweepPlan:
     # the one worker relaunched after a worker death that took several trials runs only their reruns
     reruns_only: bool = False
 
-    def too_many_failures(self, studies: dict[str, Any]) -> tuple[int, int] | None:
+    def too_many_failures(self, trials_of: dict[str, list[Any]]) -> tuple[int, int] | None:
         """(failed, finished) trials of this command, across studies, once more than max_failure_rate of them
         failed; else None. A resumed sweep's earlier failures do not count: it resumes once their cause is fixed."""
         from flowork.studies import counted
 
         failed = finished = 0
         for s in self.studies:
-            trials = [t for t in studies[s.name].get_trials(deepcopy=False) if t.number >= s.first]
+            trials = [t for t in trials_of[s.name] if t.number >= s.first]
             finished += sum(1 for t in trials if t.state.is_finished())
             failed += sum(1 for t in trials if t.state.name == "FAIL" and counted(t))
         too_many = finished >= self.min_trials_for_rate and failed / max(finished, 1) > self.max_failure_rate
@@ -104,11 +104,11 @@ class SweepPlan:
         if socket.gethostname() != self.sweep_host:
             return False
         try:
-            os.kill(self.sweep_pid, 0)
+            os.kill(self.sweep_pid, 0)  # PermissionError: alive, another user's (so would a reused pid be)
         except ProcessLookupError:
             return True
-        except PermissionError:  # alive, another user's (a reused pid would be too: then it goes on)
-            return False
+        except PermissionError:
+            pass
         return False
 
     def connects_to_service(self) -> bool:
@@ -255,14 +255,15 @@ class TrialWorker:
         """The open study with the smallest share of its budget used, or None when all are done."""
         from flowork.studies import budget_used, reruns_waiting
 
-        if stop := self.plan.too_many_failures(studies):
+        trials_of = {name: study.get_trials(deepcopy=False) for name, study in studies.items()}
+        if stop := self.plan.too_many_failures(trials_of):
             log.error("stopping: %d of %d trials failed (sweep.max_failure_rate=%s)", *stop, self.plan.max_failure_rate)
             return None
         open_plans = []
         for s in self.plan.studies:
             if self.plan.reruns_only and not reruns_waiting(studies[s.name]):
                 continue
-            used = budget_used(studies[s.name].get_trials(deepcopy=False))
+            used = budget_used(trials_of[s.name])
             if used < s.n_trials and (s.deadline is None or time.time() < s.deadline):
                 open_plans.append((used / s.n_trials, rng.random(), s))
         return min(open_plans, key=lambda x: x[:2])[2] if open_plans else None
