@@ -7,7 +7,6 @@ Response: one row per forecast origin (the last row by default): the forecast ti
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,12 +165,12 @@ def champion_uri(model_name: str, tracking_uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     from flowork.errors import FloworkError
-    from flowork.tracking import scrub
+    from flowork.tracking import scrub, sqlite_file
 
     where = "tracking.model_name and tracking.uri (make: MODEL_NAME, MLFLOW_TRACKING_URI)"
     fix = "run a sweep first (make run); `flowork select` registers the best trial of one that ran"
-    store = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
-    if store and not os.path.exists(store):  # MLflow would create an empty store there
+    store = sqlite_file(tracking_uri)
+    if store and not store.exists():  # MLflow would create an empty store there
         raise FloworkError(f"no champion of {model_name!r}: no tracking store at {store}", where=where, fix=fix)
     try:
         MlflowClient(tracking_uri).get_model_version_by_alias(model_name, "champion")

@@ -215,13 +215,21 @@ def unreachable(error: Exception) -> FloworkError:
     )
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a sqlite store's URI (query string dropped); None for any other store or an in-memory one."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
 @contextmanager
 def store_lock(uri: str) -> Iterator[None]:
     """Serialize the creation of a sqlite store across processes. MLflow creates a missing store by running its
     schema migrations; two processes doing it at once on the same file fail ("table latest_metrics already exists",
     alembic "expected to match one row") and can leave it half-migrated. Seen here with 4 processes on a new file:
     one of 4 succeeded. Other stores (a server, a database with its own locking) need no lock."""
-    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+    db = sqlite_file(uri)
+    if db is None:
         yield
         return
     try:
@@ -229,7 +237,6 @@ def store_lock(uri: str) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows: no advisory locks; the sweeper still creates the store first
         yield
         return
-    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + "-lock"), "a") as handle:  # mlflow.db-lock: git-ignored like mlflow.db-*
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -265,14 +272,15 @@ def fast_sqlite(uri: str) -> None:
     block the writer (fewer "database is locked" between parallel workers), and the store stays consistent on any
     crash; only an OS crash or power loss may drop the last commits. WAL needs a local disk (not NFS), like any
     sqlite store shared by processes. Applied to every connection MLflow's engine opens to that file."""
-    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+    db = sqlite_file(uri)
+    if db is None:
         return
     if not FAST_SQLITE:
         from sqlalchemy import event
         from sqlalchemy.pool import Pool
 
         event.listen(Pool, "connect", _sqlite_pragmas)
-    FAST_SQLITE.add(str(Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).resolve()))
+    FAST_SQLITE.add(str(db.resolve()))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
