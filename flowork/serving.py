@@ -13,9 +13,11 @@ from typing import Any
 import pandas as pd
 
 try:  # mlflow is a dependency, but keep this module importable for unit tests of the pure parts
+    from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import PythonModel
 except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[misc,assignment]
+    MlflowException = Exception  # type: ignore[misc,assignment]
 
 
 @dataclass
@@ -33,6 +35,23 @@ class ForecastSpec:
 
 class BadRequest(ValueError):
     """A request the model cannot answer; the message says what is wrong (served as HTTP 400)."""
+
+
+class RequestRefused(MlflowException):
+    """A BadRequest as MLflow's scoring server answers it: HTTP 400 with our message.
+
+    The server rewrites the message of an MlflowException raised by predict() to "Failed to predict data
+    '<the whole request frame>'. Error: <message>", which buries the reason under a dump of every row sent (and
+    echoes the client's data into logs). The first message set is kept; later assignments are ignored.
+    """
+
+    @property
+    def message(self) -> str:
+        return self.__dict__["reason"]
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self.__dict__.setdefault("reason", value)
 
 
 class Forecaster(PythonModel):
@@ -98,10 +117,9 @@ class Forecaster(PythonModel):
         try:
             return self.forecast(model_input, bool((params or {}).get("all_origins", False)))
         except BadRequest as e:
-            from mlflow.exceptions import MlflowException
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
+            raise RequestRefused(str(e), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def check_values(frame: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> None:
@@ -189,7 +207,6 @@ def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_exampl
     import os
 
     import mlflow
-    from mlflow.models import infer_signature
 
     example = raw_example.reset_index()
     layout = forecaster.spec.time_format or "%Y-%m-%dT%H:%M:%S"  # the example request as the user's data has it
@@ -208,11 +225,23 @@ def log_forecaster(tracker: Any, run_id: str, forecaster: Forecaster, raw_exampl
             code_paths=code,
             # explicit: inferring requirements took 7 s here and got them wrong (DESIGN §11)
             pip_requirements=pip_requirements(forecaster),
-            signature=infer_signature(example, output, params={"all_origins": False}),
+            signature=signature(example, output),
             input_example=example,
             metadata={"history": forecaster.spec.history, "horizon": forecaster.spec.horizon},
         )
     return str(info.model_uri)
+
+
+def signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
+    """The request's columns and types as MLflow records them, every column optional: MLflow's own check of a
+    missing column (or an empty request) answers with a dump of the whole request before its reason, where the
+    Forecaster's check names what is missing and what a request needs. Types are still enforced by MLflow."""
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inferred = infer_signature(example, output, params={"all_origins": False})
+    inferred.inputs = Schema([ColSpec(c.type, c.name, required=False) for c in inferred.inputs.inputs])
+    return inferred
 
 
 def pip_requirements(model: Any) -> list[str]:

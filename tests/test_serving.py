@@ -46,6 +46,8 @@ def test_served_forecast_equals_the_backtest_prediction(make_cfg, store, weather
     raw.index.name = "date"
     X = inner.pipeline(raw)
     history = pyfunc.metadata.metadata["history"]
+    schema = pyfunc.metadata.get_input_schema()  # the request's contract, as `mlflow models` tools show it
+    assert schema.input_names() == list(weather.columns) and not schema.required_input_names()
     for end in (340, 370, 400):  # origins in the holdout (last 80 rows), the last one included
         served = pyfunc.predict(request_rows(weather, end, history + 3))
         origin = pd.Timestamp(weather["date"].iloc[end - 1])
@@ -162,7 +164,7 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
         return df
 
     bad = {
-        "missing column": (records(rows.drop(columns="wind")), "wind"),
+        "missing column": (records(rows.drop(columns="wind")), "missing column(s) ['wind']"),
         "too little history": (records(rows.tail(max(history - 1, 1))), "too little history" if history > 1 else ""),
         "unparsable time": (records(changed({(3, "date"): "not a date"})), "not timestamps"),
         "unsorted": (records(rows.iloc[::-1]), "not sorted"),
@@ -181,7 +183,7 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
         "Kelvin": (records(changed({(len(rows) - 1, "temp_max"): 285.0})), "temp_max = 285 at"),
         "missing-value code": (records(changed({(len(rows) - 2, "wind"): -9999.0})), "wind = -9999 at"),
         "infinite": (records(changed({(len(rows) - 3, "temp_min"): float("inf")})), "temp_min = inf at"),
-        "empty": (json.dumps({"dataframe_records": []}), ""),
+        "empty": (json.dumps({"dataframe_records": []}), "empty request"),
         "not JSON": ("{not json", ""),
         "no body": ("", ""),
     }
@@ -189,6 +191,7 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
         status, body = post(port, body_text)
         assert status == 400, (name, status, body)
         assert fragment in body.get("message", ""), (name, body)
+        assert "Failed to predict" not in body["message"], (name, body)  # the reason, not a dump of the request
     status, body = post(port, records(changed({(len(rows) - 1, "wind"): None})))  # a gap clean() fills
     assert status == 200
     status, body = post(port, records(changed({(len(rows) - 1, "temp_max"): 38.0})))  # a new record is served
