@@ -59,3 +59,13 @@ def imports(X, y, alpha: float = 1.0):
     seen = f"{os.getpid()} {os.getppid()} {'mlflow' in sys.modules}"
     Path(HydraConfig.get().runtime.output_dir, "imports.txt").write_text(seen)
     return ridge(X, y, alpha=alpha)
+
+
+def temp_until_exit(X, y, alpha: float = 1.0):
+    """Makes a temp folder removed only when the process exits, as cmdstanpy (Prophet's backend) does."""
+    import atexit
+    import shutil
+    import tempfile
+
+    atexit.register(shutil.rmtree, tempfile.mkdtemp(prefix="until-exit-"), True)
+    return ridge(X, y, alpha=alpha)

@@ -142,3 +142,32 @@ def test_a_parallel_sweep_runs_with_a_temp_dir_too_long_for_a_socket(tmp_path, s
     )
     assert out.returncode == 0 and "a worker died" not in out.stdout + out.stderr, out.stderr[-3000:]
     assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) == 4
+
+
+def test_released_workers_leave_no_temp_files(tmp_path, short_csv):
+    """Killed workers run no exit handlers: what a library removes only at exit (cmdstanpy's fit outputs) goes into
+    a temp folder per worker, which the sweep removes with them."""
+    import subprocess
+
+    from tests.conftest import ROOT, sweep_args, sweep_command
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    args = [*sweep_args(tmp_path, short_csv), "model=ridge", "search.n_trials=4", "sweep.select=false"]
+    out = subprocess.run(
+        sweep_command(
+            *args,
+            "model.train._target_=tests.sweep_helpers.temp_until_exit",
+            "charts.trials=none",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) == 4
+    assert not [p.name for p in temp.rglob("*") if p.name.startswith(("until-exit-", _joblib.WORKER_TEMP))]

@@ -147,6 +147,7 @@ class FloworkSweeperImpl:
             launcher = Plugins.instance().instantiate_launcher(
                 hydra_context=self.hydra_context, task_function=worker, config=self.config
             )
+            plan.worker_tempdirs = warming is not None  # joblib's workers, released (killed) by this process
             if tracker.writes_later:
                 # The workers write through this sweep's tracking process too when the store is a local file (it
                 # takes one writer at a time anyway); to a server, their own round trips (~60 ms a run) overlap.

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("flowork.sweep")
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+WORKER_TEMP = "flowork-worker-"  # + <sweep pid>-<random>: each worker's temp folder, in the system's
 # imported once by the fork server, inherited by every worker forked from it (MLflow is not: the workers' writes are
 # applied by the sweep's tracking process)
 PRELOAD = [
@@ -105,6 +106,37 @@ def release_workers() -> None:
     if (running := executor()) is not None:
         running.shutdown(wait=False, kill_workers=True)
     stop_fork_server()
+    remove_worker_tempdirs(os.getpid())
+
+
+def worker_tempdir(sweep_pid: int) -> str:
+    """In a worker of the sweep `sweep_pid`: a temp folder of its own for every library (TMPDIR, tempfile.tempdir).
+
+    Killed workers run no exit handlers, and libraries that clean their temp files only at exit would leave them
+    behind: cmdstanpy (Prophet's backend) keeps a folder of fit outputs per process, ~70 KB a Prophet trial here.
+    The sweep's process removes these folders with its workers (remove_worker_tempdirs)."""
+    import tempfile
+
+    prefix = f"{WORKER_TEMP}{sweep_pid}-"
+    if not os.path.basename(tempfile.gettempdir()).startswith(prefix):  # once per worker process
+        os.environ["TMPDIR"] = tempfile.tempdir = tempfile.mkdtemp(prefix=prefix)
+    return tempfile.gettempdir()
+
+
+def remove_worker_tempdirs(sweep_pid: int, own: bool = False) -> None:
+    """Remove the temp folders of the sweep's workers (`own`: in a worker, only its own)."""
+    import glob
+    import shutil
+    import tempfile
+
+    prefix = f"{WORKER_TEMP}{sweep_pid}-"
+    here = tempfile.gettempdir()
+    if own:
+        paths = [here] if os.path.basename(here).startswith(prefix) else []
+    else:
+        paths = glob.glob(os.path.join(here, f"{prefix}*"))
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def executor() -> Any:

@@ -68,6 +68,8 @@ class SweepPlan:
     service: tuple[str, bytes] | None = None
     # the one worker relaunched after a worker death that took several trials runs only their reruns
     reruns_only: bool = False
+    # joblib's workers, killed when done: each keeps its temp files in a folder the sweep removes (_joblib.py)
+    worker_tempdirs: bool = False
 
     def too_many_failures(self, trials_of: dict[str, list[Any]]) -> tuple[int, int] | None:
         """(failed, finished) trials of this command, across studies, once more than max_failure_rate of them
@@ -182,6 +184,10 @@ class TrialWorker:
             entered = enter_project(self.hydra_context, self.config, self.plan)
             self.relocated = entered[1] is not self.config  # composed elsewhere: the plan's configs name other paths
             self.hydra_context, self.config = entered
+            if self.plan.worker_tempdirs:
+                from ._joblib import worker_tempdir
+
+                worker_tempdir(self.plan.sweep_pid)
         storage = open_storage(self.plan.storage)
         studies = {}
         for k, s in enumerate(self.plan.studies):
@@ -247,6 +253,10 @@ class TrialWorker:
                     tracker.close()
             HydraConfig.instance().cfg = own
         if orphaned:  # its trials told: nothing waits for this process now (nor for the idle executor it is in)
+            if self.plan.worker_tempdirs:  # nor does the sweep that would remove its temp folder
+                from ._joblib import remove_worker_tempdirs
+
+                remove_worker_tempdirs(self.plan.sweep_pid, own=True)
             logging.shutdown()
             os._exit(1)
         return counts
