@@ -63,7 +63,11 @@ def study_rows(storage: Any, study_names: list[str]) -> list[dict[str, Any]]:
 
 
 def leaderboard(plan: Any, storage: Any) -> list[dict[str, Any]]:
-    return study_rows(storage, [s.name for s in plan.studies])
+    """Every study of the sweep: a resume that names only some of its models still ranks (and picks from) them all."""
+    from flowork.studies import sweep_studies
+
+    names = [s.name for s in plan.studies]
+    return study_rows(storage, names + [n for n in sweep_studies(storage, plan.sweep) if n not in names])
 
 
 def render(rows: list[dict[str, Any]], metric: str = "metric") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -118,6 +119,19 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
         assert "is being resumed with other settings" in out.stderr and shown in out.stderr
         assert "another sweep.name" in out.stderr
     assert len(trials(tmp_path, "s", "ridge")) == 4  # nothing ran, nothing was lost
+
+
+def test_a_sweep_resumed_with_some_of_its_models_ranks_them_all(tmp_path, short_csv):
+    args = [*sweep_args(tmp_path, short_csv), "data.backtest.folds=2", "charts.trials=best"]
+    out = sweep(*args, "model=ridge,xgb", "search.n_trials=2", "model.params.n_estimators=20", "sweep.select=false")
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = sweep(*args, "model=ridge", "search.n_trials=3")  # one more ridge trial
+    assert out.returncode == 0, out.stderr[-3000:]
+    board = json.loads((tmp_path / "sweeps/s/leaderboard.json").read_text())
+    assert sorted((r["model"], r["ok"]) for r in board) == [("ridge", 3), ("xgb", 2)]
+    best = min(board, key=lambda r: r["best"])
+    assert OmegaConf.load(tmp_path / "sweeps/s/best.yaml").model == best["model"]  # the sweep's best, either model
+    assert "xgb" in (tmp_path / "sweeps/s/report.html").read_text()
 
 
 @pytest.mark.parametrize(
