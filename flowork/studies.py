@@ -7,8 +7,13 @@ leaderboard and the champion need: `overrides` (to recompose the trial's config)
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
+import time
 import warnings
+from collections.abc import Collection
 from typing import Any
 
 from flowork.errors import FloworkError
@@ -20,6 +25,13 @@ warnings.filterwarnings("ignore", "Choices for a categorical distribution", User
 KILLED = "killed"  # user attr on trials closed after their sweep died: they do not count against the budget
 EXCESS = "excess"  # user attr on a trial asked after its study's budget was spent by a concurrent worker
 RERUN_OF = "rerun_of"  # user attr on a trial enqueued again because a worker process died while it ran
+# Several sweep commands may run one sweep at once (machines sharing `sweep.storage`). Each registers in its studies
+# as the study user attr PROCESS + "<host> <pid>" = its last heartbeat (time.time(); 0 once it ended), and tags its
+# trials' MLflow runs PROCESS_TAG = "<host> <pid>": a resume then closes only the trials no running command owns.
+PROCESS = "flowork.process "
+PROCESS_TAG = "flowork.process"
+BEAT_SECONDS = 60.0
+STALE_SECONDS = 300.0  # a command on another machine whose heartbeat is older than this is taken as gone
 
 
 def is_sweep_name(name: str | None) -> bool:
@@ -98,27 +110,94 @@ def budget_used(trials: list[Any]) -> int:
     return sum(1 for t in trials if counted(t))
 
 
-def close_orphans(study: Any, reason: str) -> list[Any]:
+def process_name(host: str | None = None, pid: int | None = None) -> str:
+    return f"{host or socket.gethostname()} {pid or os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs (an exited one not yet reaped by its parent does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): os.kill's answer
+        return True
+
+
+def others_running(study: Any) -> set[str]:
+    """The other sweep commands running this study now: on this machine, their processes exist; on another, their
+    heartbeat is recent."""
+    me, now, host = process_name(), time.time(), socket.gethostname()
+    running = set()
+    for key, beat in study.user_attrs.items():
+        name = key.removeprefix(PROCESS)
+        if not key.startswith(PROCESS) or name == me or not float(beat) > 0:
+            continue
+        their_host, _, pid = name.rpartition(" ")
+        if pid_alive(int(pid)) if their_host == host else now - float(beat) < STALE_SECONDS:
+            running.add(name)
+    return running
+
+
+class Presence:
+    """This sweep command registered in its studies while it runs, with a heartbeat (see PROCESS)."""
+
+    def __init__(self, studies: list[Any]) -> None:
+        self.studies, self.key = studies, PROCESS + process_name()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.beat_until_stopped, daemon=True, name="flowork-heartbeat")
+
+    def beat(self, value: float) -> None:
+        for study in self.studies:
+            study.set_user_attr(self.key, value)
+
+    def beat_until_stopped(self) -> None:
+        while not self.stop.wait(BEAT_SECONDS):
+            # a storage hiccup: the next beat tries again (a missed one is well within STALE_SECONDS)
+            with contextlib.suppress(Exception):
+                self.beat(time.time())
+
+    def __enter__(self) -> Presence:
+        self.beat(time.time())
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        with contextlib.suppress(Exception):  # the storage is gone (the error on its way out says so)
+            self.beat(0.0)  # (a command not marked ended is still seen as gone: by its pid, or its old heartbeat)
+
+
+def close_orphans(study: Any, reason: str, keep: Collection[int] = ()) -> list[Any]:
     """Mark trials a stopped sweep left RUNNING as FAIL and killed (they count against neither the budget nor the
-    failure rate); returns them. Optuna has no public API to annotate a trial another process asked for, hence
-    the storage calls (close_after_worker_death too)."""
+    failure rate), except the trial numbers in `keep` (another running command's); returns them. Optuna has no
+    public API to annotate a trial another process asked for, hence the storage calls (close_after_worker_death
+    too)."""
     from optuna.trial import TrialState
 
-    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in keep]
     for t in orphans:
         study._storage.set_trial_user_attr(t._trial_id, KILLED, reason)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return list(orphans)
 
 
-def close_after_worker_death(study: Any, rerun: bool) -> list[tuple[Any, bool]]:
-    """Close the trials RUNNING when a worker process died; (trial, whether it runs again) each. With `rerun`,
-    each is enqueued once more with its params and closed as killed (neither budget nor a failure); a trial that
-    was such a rerun already, or without `rerun`, is FAIL."""
+def close_after_worker_death(study: Any, rerun: bool, keep: Collection[int] = ()) -> list[tuple[Any, bool]]:
+    """Close the trials RUNNING when a worker process died, except the trial numbers in `keep`; (trial, whether it
+    runs again) each. With `rerun`, each is enqueued once more with its params and closed as killed (neither budget
+    nor a failure); a trial that was such a rerun already, or without `rerun`, is FAIL."""
     from optuna.trial import TrialState
 
     closed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.number in keep:
+            continue
         again = rerun and RERUN_OF not in t.user_attrs and bool(t.params)
         if again:
             study._storage.set_trial_user_attr(t._trial_id, KILLED, "its worker process died: run again")

@@ -20,7 +20,7 @@ import os
 import re
 import subprocess
 import traceback
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -467,11 +467,16 @@ class Tracker:
             return str(run_id)
         return self.start(name, tags, parent_run_id)
 
-    def kill_running_children(self, parent_run_id: str) -> None:
-        """End as KILLED the child runs a stopped sweep left RUNNING."""
+    def kill_running_children(self, parent_run_id: str, keep: Collection[int] = ()) -> None:
+        """End as KILLED the child runs a stopped sweep left RUNNING, except those of the trial numbers in `keep`."""
         query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+        spared = {str(n) for n in keep}
         for r in self.client.search_runs([self.experiment_id], filter_string=query):
-            self.end(r.info.run_id, "KILLED")
+            if r.data.tags.get("flowork.trial") not in spared:
+                self.end(r.info.run_id, "KILLED")
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
 
     def find_trial_run(self, parent_run_id: str, number: int) -> str | None:
         query = f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`flowork.trial` = '{number}'"

@@ -33,7 +33,7 @@ import itertools
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
 from flowork.errors import FloworkError
@@ -120,8 +120,8 @@ class QueuedTracker(Tracker):
         self.ends[run_id] = number = next(self.numbers)
         self._send("end", run_id, status, number=number)
 
-    def kill_running_children(self, parent_run_id: str) -> None:
-        self._send("kill_running_children", parent_run_id)
+    def kill_running_children(self, parent_run_id: str, keep: Collection[int] = ()) -> None:
+        self._send("kill_running_children", parent_run_id, tuple(keep))
 
     # -- reads: answered once every earlier write is applied
     def find_trial_run(self, parent_run_id: str, number: int) -> str | None:
@@ -129,6 +129,9 @@ class QueuedTracker(Tracker):
 
     def completed_trial(self, run_id: str, metric: str) -> dict[str, float] | None:
         return self._call("completed_trial", run_id, metric)
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return self._call("run_tags", run_id)
 
     @property
     def client(self) -> Any:  # type: ignore[override]

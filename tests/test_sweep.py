@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from flowork.studies import KILLED, counted, open_storage
+from flowork.studies import KILLED, PROCESS, PROCESS_TAG, counted, open_storage
 from tests.conftest import ROOT, sweep, sweep_args
 from tests.conftest import sweep_command as command
 
@@ -300,6 +300,40 @@ def test_a_sampled_value_of_the_wrong_type_fails_its_trial_not_the_sweep(tmp_pat
     assert "every trial of sweep 's' failed" in out.stderr
     errors = [t.user_attrs["error"] for t in trials(tmp_path, "s", "ridge")]
     assert len(errors) == 2 and all("threads" in e for e in errors), errors
+
+
+def test_a_resume_leaves_the_trials_of_a_command_running_elsewhere(tmp_path, short_csv):
+    """Machines sharing sweep.storage run one sweep: a command starting (or resuming) on one must not close the
+    trials another machine runs now, only those of a command that is gone (its heartbeat is old)."""
+    args = [*sweep_args(tmp_path, short_csv), "model=ridge", "data.backtest.folds=2", "charts.trials=none"]
+    out = sweep(*args, "search.n_trials=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name="s/ridge", storage=open_storage(f"journal:{tmp_path}/sweeps/s/optuna.journal"))
+    client, (study_run,) = runs(tmp_path, "tags.`flowork.role` = 'study'")
+    asked = {}
+    for owner, beat in (("elsewhere 101", time.time()), ("gone 102", time.time() - 3600)):
+        study.set_user_attr(PROCESS + owner, beat)  # as that command registers and beats
+        trial = study.ask()
+        run = client.create_run(
+            study_run.info.experiment_id,
+            tags={
+                "mlflow.parentRunId": study_run.info.run_id,
+                "flowork.trial": str(trial.number),
+                PROCESS_TAG: owner,
+            },
+        )
+        asked[owner] = (trial, run.info.run_id)
+
+    out = sweep(*args, "search.n_trials=5")
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = {t.number: t for t in trials(tmp_path, "s", "ridge")}
+    live, live_run = asked["elsewhere 101"]
+    assert after[live.number].state == TrialState.RUNNING and client.get_run(live_run).info.status == "RUNNING"
+    gone, gone_run = asked["gone 102"]
+    assert after[gone.number].user_attrs.get(KILLED) and client.get_run(gone_run).info.status == "KILLED"
+    # the running one uses budget: 5 = 4 complete + it; and it can still be told when it ends
+    assert sum(t.state == TrialState.COMPLETE for t in after.values()) == 4
+    study.tell(live, 2.5)
 
 
 def test_resume_after_kill_9(tmp_path, short_csv):

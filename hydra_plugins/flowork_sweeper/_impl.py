@@ -116,7 +116,7 @@ class FloworkSweeperImpl:
         from optuna.trial import TrialState
 
         from flowork.select import champion, leaderboard, write_leaderboard
-        from flowork.studies import close_orphans, default_storage, open_storage, reruns_waiting
+        from flowork.studies import Presence, close_orphans, default_storage, open_storage, reruns_waiting
         from flowork.tracking import tracker_for
 
         uri = tracker.uri
@@ -127,12 +127,15 @@ class FloworkSweeperImpl:
         plan, sweep_run = self.plan(arguments, name, storage, storage_url, tracker, uri)
         for s in plan.studies:  # a resumed sweep: what the stopped one left running is kept if complete, else closed
             study = load_study(storage, s.name)
+            keep = owned_elsewhere(study, s, tracker)  # another command running the sweep now owns them
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                self.told_from_run(study, s, t, tracker)
-            for t in close_orphans(study, "closed when the sweep resumed"):
+                if t.number not in keep:
+                    self.told_from_run(study, s, t, tracker)
+            for t in close_orphans(study, "closed when the sweep resumed", keep):
                 if rid := run_of(tracker, s, t):
                     tracker.end(rid, "KILLED")
-            tracker.kill_running_children(s.run_id)
+            tracker.kill_running_children(s.run_id, keep)
+        presence = Presence([load_study(storage, s.name) for s in plan.studies])
 
         workers = self.worker_count(plan, slots)
         extra = _ray.worker_overrides(self.config, sweep_dir) if slots else []
@@ -158,7 +161,7 @@ class FloworkSweeperImpl:
         from flowork.progress import Progress
 
         try:
-            with Progress(plan, storage):
+            with presence, Progress(plan, storage):
                 idle_deaths = 0  # worker deaths with no trial running: the workers themselves fail to start
                 for attempt in itertools.count():  # relaunch when a worker process died while budget remains
                     # After a death that took several trials, their reruns go first, one at a time in one worker:
@@ -438,13 +441,16 @@ class FloworkSweeperImpl:
 
         from flowork.studies import close_after_worker_death
 
-        running = 0
+        running, keep = 0, {}
         for s in plan.studies:
             study = load_study(storage, s.name)
+            keep[s.name] = owned_elsewhere(study, s, tracker)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                running += not self.told_from_run(study, s, t, tracker)
+                if t.number not in keep[s.name]:
+                    running += not self.told_from_run(study, s, t, tracker)
         for s in plan.studies:
-            for t, again in close_after_worker_death(load_study(storage, s.name), rerun and running > 1):
+            study = load_study(storage, s.name)
+            for t, again in close_after_worker_death(study, rerun and running > 1, keep[s.name]):
                 log.warning("%s trial %d: its worker process died%s", s.model, t.number, "; it runs again" * again)
                 if rid := run_of(tracker, s, t):
                     note = "the process running this trial died (killed, out of memory or crashed)"
@@ -480,6 +486,24 @@ class FloworkSweeperImpl:
         study.tell(trial.number, done["value"])
         log.info("%s trial %d: complete in MLflow (cv %.4g), told to Optuna", s.model, trial.number, done["value"])
         return True
+
+
+def owned_elsewhere(study: Any, s: StudyPlan, tracker: Any) -> set[int]:
+    """Numbers of the RUNNING trials that another command running this sweep now may own (machines sharing
+    `sweep.storage`): not this command's to close. A trial whose run does not exist yet may be theirs too."""
+    from optuna.trial import TrialState
+
+    from flowork.studies import PROCESS_TAG, others_running
+
+    others = others_running(study)
+    if not others:
+        return set()
+    keep = set()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        rid = run_of(tracker, s, t)
+        if (tracker.run_tags(rid).get(PROCESS_TAG) if rid else None) in others | {None}:
+            keep.add(t.number)
+    return keep
 
 
 def run_of(tracker: Any, s: StudyPlan, trial: Any) -> str | None:

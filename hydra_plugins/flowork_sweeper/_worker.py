@@ -103,15 +103,9 @@ class SweepPlan:
     def sweep_gone(self) -> bool:
         """Whether the sweep's process died (kill -9), on this machine: its workers then stop after their trial
         instead of running the whole budget unsupervised (a Ray worker on another machine cannot tell)."""
-        if socket.gethostname() != self.sweep_host:
-            return False
-        try:
-            os.kill(self.sweep_pid, 0)  # PermissionError: alive, another user's (so would a reused pid be)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        return False
+        from flowork.studies import pid_alive
+
+        return socket.gethostname() == self.sweep_host and not pid_alive(self.sweep_pid)
 
     def connects_to_service(self) -> bool:
         """Whether this process's trials write through a connection of its own to the sweep's tracking process."""
@@ -284,7 +278,7 @@ class TrialWorker:
 
         from flowork.run import TRIAL, TrialContext
         from flowork.search import overrides_of
-        from flowork.studies import EXCESS, RERUN_OF, budget_used
+        from flowork.studies import EXCESS, PROCESS_TAG, RERUN_OF, budget_used, process_name
 
         trial = study.ask(fixed_distributions=s.params)
         earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
@@ -302,7 +296,12 @@ class TrialWorker:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step} (value {value:.4g})")
 
-        tags = {"flowork.sweep": self.plan.sweep, "flowork.study": s.name, "flowork.trial": str(trial.number)}
+        tags = {
+            "flowork.sweep": self.plan.sweep,
+            "flowork.study": s.name,
+            "flowork.trial": str(trial.number),
+            PROCESS_TAG: process_name(self.plan.sweep_host, self.plan.sweep_pid),  # the command that owns the trial
+        }
         if (rerun_of := trial.user_attrs.get(RERUN_OF)) is not None:  # its worker process died: run again
             tags["flowork.rerun_of"] = str(rerun_of)
         context = TrialContext(parent_run_id=s.run_id, tags=tags, reporter=report)
