@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
-# the registered model name: tracking.model_name in conf/config.yaml
-MODEL_NAME ?= temperature-forecaster
+# the registered model to serve; empty: the project's tracking.model_name (conf/config.yaml, conf/local/)
+MODEL_NAME ?=
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 # mlflow's model server execs uvicorn from PATH
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -42,7 +42,7 @@ select: install  ## refit the latest sweep's best trial and register it as champ
 	$(BIN)/flowork select $(if $(SWEEP),--sweep $(SWEEP))
 
 serve-best: install  ## serve the champion on 127.0.0.1:$(PORT) (POST /invocations)
-	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/flowork serve --model-name $(MODEL_NAME) --port $(PORT)
+	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/flowork serve $(if $(MODEL_NAME),--model-name $(MODEL_NAME) )--port $(PORT)
 
 test: install  ## fast tests (no slow end-to-end runs), lint
 	$(BIN)/ruff check flowork hydra_plugins user_code tests
@@ -69,7 +69,8 @@ docker-run:  ## python -m flowork $(ARGS) in the image, with conf/, user_code/, 
 		$(if $(MLFLOW_TRACKING_URI),-e MLFLOW_TRACKING_URI) $(IMAGE) $(ARGS)
 
 docker-serve-best: install  ## build the champion's serving image with MLflow ($(IMAGE)-champion, port 8080)
-	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models build-docker -m "models:/$(MODEL_NAME)@champion" \
+	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models build-docker \
+		-m "models:/$(or $(MODEL_NAME),temperature-forecaster)@champion" \
 		-n $(IMAGE)-champion
 
 docker-lint: install  ## lint the Dockerfile offline (hadolint)

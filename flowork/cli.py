@@ -264,7 +264,7 @@ def serve(
         ),
     ] = "",
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free one)", min=0, max=65535)] = 5000,
 ) -> None:
     """Serve the champion (models:/NAME@champion) with MLflow's REST server: POST /invocations, raw rows in."""
     from flowork.serving import champion_uri
@@ -315,6 +315,7 @@ def project_tracking(conf: Path) -> dict[str, Any]:
 
 def check_port_free(host: str, port: int) -> None:
     """A clear error for a port already in use (MLflow's server would fail with a traceback of its own)."""
+    import errno
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -322,11 +323,15 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
+            in_use = e.errno == errno.EADDRINUSE
             raise FloworkError(
-                f"cannot listen on {host}:{port}: {e.strerror}",
+                f"cannot listen on {host}:{port}: {e.strerror or e}",
                 where="flowork serve --host/--port (make serve-best PORT=...)",
                 fix=f"stop what is using port {port} (make ui and make serve-best both default to 5000), or pick "
-                "another port: --port 5001",
+                "another port: --port 5001"
+                if in_use
+                else "give --host an address of this machine: 127.0.0.1 (this machine only) or 0.0.0.0 (every "
+                "interface)",
             ) from None
 
 

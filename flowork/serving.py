@@ -7,6 +7,7 @@ Response: one row per forecast origin (the last row by default): the forecast ti
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,8 @@ def required_history(raw: pd.DataFrame, pipeline: Any, X_full: pd.DataFrame) -> 
 def champion_uri(model_name: str, tracking_uri: str) -> str:
     """models:/NAME@champion once the registry has it, else an error that says how to get one (MLflow's own
     server would start and then fail with a traceback)."""
+    from unittest import mock
+
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -190,13 +193,23 @@ def champion_uri(model_name: str, tracking_uri: str) -> str:
     store = sqlite_file(tracking_uri)
     if store and not store.exists():  # MLflow would create an empty store there
         raise FloworkError(f"no champion of {model_name!r}: no tracking store at {store}", where=where, fix=fix)
+    # one quick request: a tracking server that does not answer is said so in seconds, not after MLflow's ~4 min of
+    # retries (the server started next retries as MLflow sets it)
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
     try:
-        MlflowClient(tracking_uri).get_model_version_by_alias(model_name, "champion")
+        with mock.patch.dict(os.environ, quick):  # (the stdlib's set-and-restore of environment variables)
+            MlflowClient(tracking_uri).get_model_version_by_alias(model_name, "champion")
     except MlflowException as e:
+        reason = str(e.message).strip().splitlines()[0]
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST" or "alias champion not found" in reason:
+            raise FloworkError(
+                f"no champion of {model_name!r} in {scrub(tracking_uri)}: {reason}", where=where, fix=fix
+            ) from None
         raise FloworkError(
-            f"no champion of {model_name!r} in {scrub(tracking_uri)}: {str(e.message).splitlines()[0]}",
+            f"cannot read the model registry at {scrub(tracking_uri)}: {scrub(reason)}",
             where=where,
-            fix=fix,
+            fix="check the tracking URI (--tracking-uri, tracking.uri, $MLFLOW_TRACKING_URI) and that its server "
+            "is running and reachable from here",
         ) from None
     return f"models:/{model_name}@champion"
 

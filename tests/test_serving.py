@@ -239,6 +239,30 @@ def test_serving_reads_the_store_the_projects_config_names_and_creates_none(tmp_
     assert not (tmp_path / "mlflow.db").exists() and not store.exists()
 
 
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # in seconds: MLflow's own retries take ~4 min before they give up
+        (["--tracking-uri", f"http://127.0.0.1:{closed_port()}"], "cannot read the model registry at http://127.0.0.1"),
+        (["--tracking-uri", "foo://bar"], "cannot read the model registry at foo://bar"),
+        (["--port", "70000"], "Invalid value for '--port'"),
+        (["--host", "no-such-host.invalid"], "give --host an address of this machine"),
+    ],
+)
+def test_serving_refuses_bad_arguments_quickly_and_says_why(tmp_path, args, message):
+    t0 = time.monotonic()
+    out = serve_cli("--model-name", "m", *args, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert message in " ".join(out.stderr.split()), out.stderr  # (typer boxes and wraps its messages)
+    assert time.monotonic() - t0 < 60
+
+
 def test_serving_on_a_port_in_use_says_so(tmp_path):
     """make ui and make serve-best both default to port 5000."""
     with socket.socket() as busy:
