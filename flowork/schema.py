@@ -217,22 +217,39 @@ def check_yaml_syntax(conf: Path) -> None:
             f"no {conf / 'config.yaml'}: not a flowork project's root",
             fix="run from the project's root (where conf/ is), or create a project: flowork init DIR",
         )
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeys(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        """PyYAML keeps the last of two equal keys; OmegaConf refuses them later, with a traceback."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} {TWICE}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
     for path in sorted(conf.rglob("*.yaml")):
         where = str(path.relative_to(conf.parent))
         try:
-            yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+            yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeys)
         except UnicodeDecodeError as e:
             raise FloworkError(f"{where} is not UTF-8 text ({e.reason})", where=where, fix="save it as UTF-8") from None
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
+            mark, problem = getattr(e, "problem_mark", None), str(getattr(e, "problem", None) or e)
             at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise FloworkError(
-                f"{where} is not valid YAML: {getattr(e, 'problem', None) or e}",
+                f"{where} is not valid YAML: {problem}",
                 where=f"{where}{at}",
-                fix="check the indentation there, quote values that contain ': ' or start with a special character, "
+                fix="keep one of the two (a key appears once in a mapping)"
+                if problem.endswith(TWICE)
+                else "check the indentation there, quote values that contain ': ' or start with a special character, "
                 "and close every bracket and quote",
             ) from None
+
+
+TWICE = "appears twice in one mapping"
 
 
 def check_choices(conf: Path, overrides: list[str]) -> None:

@@ -95,6 +95,7 @@ def test_user_errors_print_without_traceback(tmp_path, short_csv, args, message)
         ("name: ridge\n  alpha: [1, 2\n", "conf/model/ridge.yaml, line 2, column"),
         ("name: ridge\nparams: {alpha: 1\n", "conf/model/ridge.yaml, line 3, column"),
         ('name: "ridge\n', "conf/model/ridge.yaml, line"),
+        ("name: ridge\nparams: {alpha: 1}\nname: ridge2\n", "the key 'name' appears twice in one mapping"),
     ],
 )
 def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, text, message):
