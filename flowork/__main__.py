@@ -14,10 +14,13 @@ if __name__ == "__main__":
             file=sys.stderr,
         )
         sys.exit(2)
-    from flowork.search import widen_for_model_sweep
+    from pathlib import Path
+
+    from flowork.search import widen
     from flowork.tracking_service import prestart
 
-    sys.argv[1:] = widen_for_model_sweep(sys.argv[1:])
+    conf = Path.cwd() / "conf"
+    sys.argv[1:] = widen(sys.argv[1:], [p.name for p in conf.iterdir() if p.is_dir()] if conf.is_dir() else [])
     prestart(sys.argv[1:])  # a sweep's tracking process, importing MLflow while Hydra starts
 
 import logging

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from flowork.errors import FloworkError
 
@@ -172,6 +172,15 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
         except OmegaConfBaseException as e:
             key = getattr(e, "full_key", None) or "?"
             group, chosen = key.split(".")[0], choices or {}
+            if isinstance(e, ConfigKeyError):  # a misspelt key: flowork's own sections list theirs
+                parent = key.rpartition(".")[0]
+                keys = list(OmegaConf.select(schema(), parent) if parent else schema())
+                raise FloworkError(
+                    f"unknown config key `{key}`: {'`' + parent + '`' if parent else 'the config'} has "
+                    f"{', '.join(map(str, keys))}",
+                    where=f"the command line, or conf/{group}/{chosen[group]}.yaml" if group in chosen else None,
+                    fix="check its spelling",
+                ) from None
             # OmegaConf appends the key and the node types it went through: the key is said in `where`
             message = str(getattr(e, "msg", e)).split("\n    full_key:")[0]
             raise FloworkError(

@@ -8,7 +8,7 @@ Grammar (as in `conf/search/*.yaml` and on the command line):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -140,14 +140,24 @@ def overrides_of(params: Mapping[str, Any]) -> list[str]:
 MODEL_SPECIFIC = ("model.", "features.")  # keys a model's own config options define (model=ridge,xgb: each has its own)
 
 
-def widen_for_model_sweep(argv: list[str]) -> list[str]:
-    """`model=ridge,xgb model.params.max_depth=6 -m` fixes xgb's depth and leaves ridge alone (the sweeper applies a
-    model-specific key to the models that have it, and names a key none of them has). Hydra first composes the
-    sweep's own config with the default model, which may lack the key and would refuse it with advice that does not
-    apply: there the key is given as `++` (set, or add), and the sweeper applies `++` keys only where they exist."""
-    if not any(a in ("-m", "--multirun") for a in argv):
-        return argv
-    return [f"++{a}" if a.startswith(MODEL_SPECIFIC) and "=" in a else a for a in argv]
+def widen(argv: list[str], groups: Collection[str]) -> list[str]:
+    """Give Hydra a plain `key=value` as `++key=value` (set it, or add it) where flowork says better what a key
+    that does not exist means. Hydra refuses one with "To append to your config use +key=value", advice that only
+    leads to a second error.
+
+    - Sweeps: `model=ridge,xgb model.params.max_depth=6 -m` fixes xgb's depth and leaves ridge alone. Hydra first
+      composes the sweep's own config with the default model, which may lack the key; the sweeper applies `++` keys
+      to the models that have them, and names a key none of them has.
+    - Single runs: every key but a config group's choice (`model=xgb`; `groups` are conf/'s folders) and Hydra's
+      own. A misspelt key is then flowork's error: the typed config names the keys its section has, and the
+      user's functions (model.params, features.build) the arguments their signature takes.
+    """
+    if any(a in ("-m", "--multirun") for a in argv):
+        return [f"++{a}" if a.startswith(MODEL_SPECIFIC) and "=" in a else a for a in argv]
+    return [
+        f"++{a}" if "=" in a and not a.startswith(("+", "~", "-", "hydra")) and key_of(a) not in groups else a
+        for a in argv
+    ]
 
 
 def key_of(override_line: str) -> str:
@@ -165,7 +175,7 @@ def split_arguments(arguments: Sequence[str]) -> tuple[list[str], dict[str, Dist
     sweeps: dict[str, Distribution] = {}
     plain: list[str] = []
     for override in OverridesParser.create().parse_overrides(list(arguments)):
-        key = key_of(override.get_key_element())  # (widen_for_model_sweep made model-specific sweeps `++key`)
+        key = key_of(override.get_key_element())  # (widen made model-specific sweeps `++key`)
         if key == "model":
             values = override.sweep_iterator() if override.is_sweep_override() else [override.value()]
             models = [str(v) for v in values]

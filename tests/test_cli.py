@@ -78,6 +78,12 @@ def test_the_command_ends_without_teardown_after_its_exit_handlers(tmp_path, wor
         (["metric.direction=up"], "expected one of [minimize, maximize]\n  where: conf/metric/mae.yaml"),
         # the file of the chosen option, though the check deep down only knows the config group
         (["data.holdout=1.5"], "where: conf/data/seattle_weather.yaml, key `data.holdout`"),
+        # a misspelt key: what the section (or the user's function) has, not Hydra's "use +key=value"
+        (["data.target.horizn=3"], "unknown config key `data.target.horizn`: `data.target` has column, horizon, unit"),
+        (["model.nmae=x"], "`model` has name, train, params"),
+        (["seedd=3"], "unknown config key `seedd`"),
+        (["model.params.alpah=3"], "unexpected keyword argument 'alpah'\n  where: conf/model/ridge.yaml"),
+        (["features.build.lagz=3"], "unexpected keyword argument 'lagz'"),
     ],
 )
 def test_user_errors_print_without_traceback(tmp_path, short_csv, args, message):

@@ -384,7 +384,7 @@ class FloworkSweeperImpl:
     def applicable(self, model: str, plain: list[str], models: list[str]) -> list[str]:
         """Command-line keys under `model.` and `features.` apply to the models that have them
         (model.params.max_depth=6 with model=ridge,xgb fixes xgb's depth and leaves ridge alone; see
-        search.widen_for_model_sweep); `+key` adds a key to every model; a key no model has is an error (a typo)."""
+        search.widen); `+key` adds a key to every model; a key no model has is an error (a typo)."""
         from flowork.search import MODEL_SPECIFIC, key_of
 
         general = [o for o in plain if not key_of(o).startswith(MODEL_SPECIFIC)]
