@@ -7,9 +7,12 @@ fails at once with the file, the key and the function's real parameters.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import importlib
 import inspect
 import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -29,18 +32,63 @@ def ensure_importable(root: str) -> None:
 
 
 def locate(path: str, *, where: str) -> Callable[..., Any]:
-    """Import `pkg.module.attr` and return it, or fail naming the config location and the import problem."""
-    from hydra.utils import get_method  # hydra's own resolver: same rules as instantiate
-
+    """Import `pkg.module.attr` and return it, or fail naming the config location and what is wrong: a module
+    that does not exist, a name its module lacks (with the names it has), or an error raised by importing it.
+    (Not Hydra's get_method: it logs an ERROR line of its own and says "no module named user_code.models.ridgee"
+    for a misspelt function name.)"""
+    fix = "check the module path and function name (run from the project root so `user_code` is importable)"
     try:
-        return get_method(path)
-    except Exception as e:  # hydra wraps ImportError/AttributeError differently across versions
-        cause = e.__cause__ or e
+        target = resolve(path)
+    except MissingName as e:
+        have = [n for n, f in vars(e.module).items() if not n.startswith("_") and defined_in(f, e.module)]
+        close = difflib.get_close_matches(e.name, have, n=1)
         raise FloworkError(
-            f"cannot import `_target_: {path}`: {type(cause).__name__}: {cause}",
+            f"cannot import `_target_: {path}`: {e.module.__name__} has no `{e.name}`"
+            + (f" (did you mean `{close[0]}`?)" if close else ""),
             where=where,
-            fix="check the module path and function name (run from the project root so `user_code` is importable)",
+            fix=f"use one of its functions: {', '.join(have[:20])}" if have else fix,
         ) from None
+    except ModuleNotFoundError as e:
+        raise FloworkError(
+            f"cannot import `_target_: {path}`: no module named {e.name!r}", where=where, fix=fix
+        ) from None
+    except Exception as e:  # the module's own code failed (a SyntaxError, a NameError at import time, ...)
+        raise FloworkError(
+            f"cannot import `_target_: {path}`: importing it raised {type(e).__name__}: {e}",
+            where=where,
+            fix="fix that error in the module (FLOWORK_TRACEBACK=1 shows where)",
+        ) from e
+    if not callable(target):
+        raise FloworkError(f"`_target_: {path}` is a {type(target).__name__}, not a function", where=where, fix=fix)
+    return target
+
+
+def defined_in(obj: Any, owner: Any) -> bool:
+    """A function (or class) of `owner` itself, not one it imported."""
+    home = owner.__name__ if isinstance(owner, types.ModuleType) else owner.__module__
+    return callable(obj) and getattr(obj, "__module__", None) == home
+
+
+class MissingName(Exception):
+    def __init__(self, module: Any, name: str) -> None:
+        self.module, self.name = module, name
+
+
+def resolve(path: str) -> Any:
+    """The module `path`, else attribute by attribute from the longest importable module (`pkg.mod.Class.method`)."""
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as e:
+        if "." not in path or not (e.name == path or path.startswith(f"{e.name}.")):
+            raise  # an unknown top-level package, or a module the imported code itself lacks
+        missing = e
+    parent, _, name = path.rpartition(".")
+    owner = resolve(parent)
+    if hasattr(owner, name):
+        return getattr(owner, name)
+    if hasattr(owner, "__path__"):  # a package: its module `name` does not exist
+        raise missing
+    raise MissingName(owner, name)
 
 
 def bind(node: Any, *, where: str, call_args: int = 1) -> Callable[..., Any]:

@@ -133,6 +133,13 @@ ERRORS = [
     (["data.time_column=day"], "time column 'day' is not in the data", "'date'"),
     (["data.uri=nowhere/data.csv"], "data file not found", "data.uri"),
     (["model.train._target_=user_code.models.nope"], "cannot import `_target_: user_code.models.nope`", "model.train"),
+    (
+        ["model.train._target_=user_code.models.ridgee"],
+        "user_code.models has no `ridgee` (did you mean `ridge`?)",
+        "xgb",
+    ),
+    (["model.train._target_=user_code.modelz.ridge"], "no module named 'user_code.modelz'", "module path"),
+    (["model.train._target_=tests.broken_module.f"], "importing it raised NameError: name 'pd' is not defined", "fix"),
     (["+model.params.depth=3"], "cannot be called with these arguments", "rename or remove"),
     (["+features.build.lagz=3"], "cannot be called with these arguments", "features.build"),
     ([*NO_PARAMS, "model.train._target_=tests.test_run.no_predict"], "has no predict", "predict(X)"),
