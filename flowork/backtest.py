@@ -170,7 +170,9 @@ def run_folds(
                 f"{fold.name} has {int(fold.train.sum())} training and {int(fold.test.sum())} test rows after "
                 "feature building",
                 where="conf/data/<option>.yaml, keys `data.backtest.*`",
-                fix="the feature script drops too many rows for these folds: use fewer folds or a shorter window",
+                fix="a fold trains on the rows before its window, less those the feature script drops (lags, "
+                "trailing windows): give the first window more rows with data.backtest.min_train (a share below 1, "
+                "e.g. 0.5, or a row count of 1 or more), use fewer folds, or shorter lags and windows",
             )
         t0 = time.perf_counter()
         _, pred = fit_predict(train, X, y, fold, where)

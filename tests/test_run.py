@@ -151,6 +151,7 @@ ERRORS = [
     ),
     (["metric.direction=maxi"], "invalid config value", "metric.direction"),
     (["threads=-1"], "threads must be >= 1", "key `threads`"),
+    (["data.backtest.min_train=2.0"], "fold0 has 0 training", "data.backtest.min_train (a share below 1"),  # 2 rows
     (["sweep.workers=0"], "sweep.workers must be at least 1", "key `sweep.workers`"),
     (["sweep.max_failure_rate=2"], "between 0 and 1; got 2.0", "1.0 never stops it"),
     (["tracking.experiment=''"], "tracking.experiment is empty", "key `tracking.experiment`"),
