@@ -176,10 +176,12 @@ def set_time_index(
             else f"use one of the columns: {list(map(str, df.columns))}",
         )
     column = df[time_column]
-    if pd.api.types.is_numeric_dtype(column) and column.notna().any():  # pandas reads numbers as ns after 1970
+    first = column.iloc[0] if len(column) else None
+    # pandas reads numbers as ns after 1970; JSON requests carry them as numbers or text (pandas' to_json: epoch ms)
+    numbers = pd.api.types.is_numeric_dtype(column) and column.notna().any()
+    if numbers or isinstance(first, int | float) and first == first or (not time_format and str(first).isdigit()):
         raise FloworkError(
-            f"time column {time_column!r} holds numbers ({column.dtype}, e.g. {column.dropna().iloc[0]}), not "
-            "timestamps",
+            f"time column {time_column!r} holds numbers ({column.dtype}, e.g. {first}), not timestamps",
             where=f"{WHERE}, key `data.time_column`",
             fix="write the times as dates or datetimes (e.g. 2012-01-01), or point data.time_column at one that is",
         )
@@ -214,7 +216,23 @@ ISO_LAYOUTS = {
 }
 
 
+OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")  # a UTC offset at the end of an ISO time: Z, +01:00, -0800
+
+
 def to_datetime(values: pd.Series, time_format: str | None = None) -> pd.Series:
+    """Naive timestamps of `values`, read at the wall-clock time they show: an offset or zone (...Z, ...-08:00) is
+    dropped, as the data's own times carry none (and a request's offset may change within it, at a daylight-saving
+    switch, which pandas refuses to parse as one column)."""
+    ends = (values.iloc[0], values.iloc[-1]) if len(values) else ()
+    if any(isinstance(v, str) and OFFSET.search(v) for v in ends):
+        values = values.astype(str).str.replace(OFFSET, "", regex=True)
+    times = parse_times(values, time_format)
+    if isinstance(times.dtype, pd.DatetimeTZDtype):  # datetimes with a zone (a frame given to the model in Python)
+        times = times.dt.tz_localize(None)
+    return times
+
+
+def parse_times(values: pd.Series, time_format: str | None = None) -> pd.Series:
     """pd.to_datetime(values) as laid out by `time_format`, else without pandas' format guess for plain ISO timestamps.
     With a `time_format`, ISO timestamps are accepted too (a request to a served model), nothing else: values that
     fit neither are an error, never parsed by pandas' guess (which would read 01/13/2012 month first)."""

@@ -67,9 +67,10 @@ class Forecaster(PythonModel):
         from flowork.errors import FloworkError
 
         s = self.spec
-        if len(raw) == 0:
+        if len(raw) == 0 or len(raw.columns) == 0:  # (MLflow drops the columns the model does not know)
             raise BadRequest(
-                f"empty request: send the latest {s.history} rows (or more) of {[s.time_column, *s.columns]}"
+                "empty request, or none of its columns is one the model reads: send the latest "
+                f"{s.history} rows (or more) of {[s.time_column, *s.columns]}"
             )
         missing = [c for c in [s.time_column, *s.columns] if c not in raw.columns]
         if missing:
@@ -92,18 +93,19 @@ class Forecaster(PythonModel):
 
         s = self.spec
         frame, X = self.features(raw)
-        if not all_origins:
+        if all_origins:  # every origin whose features can be built (rows with missing values leave some out)
+            self.check_grid(frame)
+            X = X[X.notna().all(axis=1)]
+            if len(X) == 0:
+                raise BadRequest(
+                    f"cannot build features for any row: missing values (NaN) in every window of {s.history} rows"
+                )
+        else:
             last = X.iloc[-1:]
             if len(X) == 0 or X.index[-1] != frame.index[-1] or pd.isna(last.to_numpy()).any():
                 nan_cols = [c for c in s.columns if frame[c].tail(s.history).isna().any()]
                 if not nan_cols:  # no missing value sent: rows off the model's time grid leave gaps the features see
-                    from flowork.data import check_freq
-                    from flowork.errors import FloworkError
-
-                    try:
-                        check_freq(frame.index, s.freq)
-                    except FloworkError as e:
-                        raise BadRequest(f"{e.what}: send consecutive rows, one per {s.freq!r} step") from None
+                    self.check_grid(frame)
                 raise BadRequest(
                     f"cannot build features for the last row ({frame.index[-1]}): missing values (NaN) in "
                     f"{nan_cols or 'the request'} within the last {s.history} rows"
@@ -113,6 +115,16 @@ class Forecaster(PythonModel):
         # = X.index.shift(horizon, freq), which regenerates a date range when the index carries that freq (~0.1 ms)
         when = X.index + s.horizon * offset(s.freq)
         return pd.DataFrame({s.time_column: when.array, f"{s.target}_forecast": pred})
+
+    def check_grid(self, frame: pd.DataFrame) -> None:
+        """Rows one per `freq` step: a gap would silently shift the lags of every row after it."""
+        from flowork.data import check_freq
+        from flowork.errors import FloworkError
+
+        try:
+            check_freq(frame.index, self.spec.freq)
+        except FloworkError as e:
+            raise BadRequest(f"{e.what}: send consecutive rows, one per {self.spec.freq!r} step") from None
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         try:

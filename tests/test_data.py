@@ -157,9 +157,23 @@ def test_time_parsing_is_pandas_own(values):
         expected = pd.to_datetime(column)
     except (ValueError, TypeError) as e:
         with pytest.raises(type(e), match=re.escape(str(e))):
-            data.to_datetime(column)
+            data.parse_times(column)
     else:
-        pd.testing.assert_series_equal(data.to_datetime(column), expected)
+        pd.testing.assert_series_equal(data.parse_times(column), expected)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2013-03-09T00:00:00-08:00", "2013-03-10T00:00:00-07:00"],  # a daylight-saving switch: pandas refuses it
+        ["2013-03-09T00:00:00Z", "2013-03-10T00:00:00Z"],
+        ["2013-03-09T00:00:00+0100", "2013-03-10T00:00:00+0100"],
+        pd.to_datetime(["2013-03-09", "2013-03-10"]).tz_localize("America/Los_Angeles"),  # datetimes with a zone
+    ],
+)
+def test_times_with_an_offset_are_read_at_their_wall_clock(values):
+    times = data.to_datetime(pd.Series(values))
+    assert times.tolist() == [pd.Timestamp("2013-03-09"), pd.Timestamp("2013-03-10")]
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,33 @@ def test_served_forecast_equals_the_backtest_prediction(make_cfg, store, weather
     assert len(many) >= 5 and many["date"].is_monotonic_increasing
 
 
+def test_requests_of_every_origin_and_with_time_zones(make_cfg, store, weather):
+    """`all_origins` serves each origin whose features can be built and refuses a request with none, or with a gap
+    in its times; times with an offset (a zone's daylight-saving switch too) are read at their wall-clock time."""
+    from mlflow.exceptions import MlflowException
+
+    _, pyfunc = logged(make_cfg, store, "ridge")
+    history = pyfunc.metadata.metadata["history"]
+    rows = request_rows(weather, 400, history + 10)
+    every = {"all_origins": True}
+    full = pyfunc.predict(rows, params=every)
+    assert len(full) == 11
+    gappy = rows.assign(temp_max=rows["temp_max"].where(rows.index < len(rows) - 5))  # the last 5 unknown
+    assert 0 < len(pyfunc.predict(gappy, params=every)) < len(full)
+    for bad, message in (
+        (rows.assign(temp_max=np.nan), "cannot build features for any row"),
+        (rows.drop(index=[3, 4, 5, 6]), "not a regular 'D' grid"),
+    ):
+        with pytest.raises(MlflowException, match=message):
+            pyfunc.predict(bad, params=every)
+    last = pyfunc.predict(rows)
+    # a zone's offsets (-08:00 to -07:00 at a switch, as 2013-03-10 in Los Angeles: pandas refuses that as one column)
+    for zone in ("-08:00", "Z", "+0100", ["-08:00", "-07:00"]):
+        ends = zone if isinstance(zone, list) else [zone]
+        zoned = rows.assign(date=[f"{d}T00:00:00{ends[i * len(ends) // len(rows)]}" for i, d in enumerate(rows.date)])
+        pd.testing.assert_frame_equal(pyfunc.predict(zoned), last)
+
+
 def test_day_first_times_train_and_serve(make_cfg, store, weather, tmp_path):
     """data.time_format reads day-first dates, and the served model reads a request laid out the same way (or ISO):
     05/01 is the 5th of January in both, never May 1st."""
@@ -172,7 +199,7 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
         # the example's clean() carries an observation forward up to 3 rows: 4 missing in a row is too many
         "NaN": (records(changed({(len(rows) - k, "temp_max"): None for k in range(1, 5)})), "temp_max"),
         "wrong type": (records(changed({(2, "temp_min"): "cold"})), ""),
-        "numbers as times": (records(rows.assign(date=range(len(rows)))), "not a regular 'D' grid"),
+        "numbers as times": (records(rows.assign(date=range(len(rows)))), "holds numbers"),
         "off the time grid": (
             records(
                 rows.assign(date=pd.date_range("2013-01-01", periods=len(rows), freq="h").strftime("%Y-%m-%d %H:%M"))
@@ -184,6 +211,7 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
         "missing-value code": (records(changed({(len(rows) - 2, "wind"): -9999.0})), "wind = -9999 at"),
         "infinite": (records(changed({(len(rows) - 3, "temp_min"): float("inf")})), "temp_min = inf at"),
         "empty": (json.dumps({"dataframe_records": []}), "empty request"),
+        "unknown columns only": (records(rows.add_prefix("x_")), "none of its columns is one the model reads"),
         "not JSON": ("{not json", ""),
         "no body": ("", ""),
     }
