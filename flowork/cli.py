@@ -197,12 +197,13 @@ def check(
     table.add_column("check")
     table.add_column("result")
     table.add_column("detail / fix", overflow="fold")
-    failed = 0
     with console.status("checking..."):
-        for r in run_checks(Path.cwd(), rows):
-            failed += not r.ok
-            table.add_row(r.check, "[green]OK[/]" if r.ok else "[red]FAIL[/]", r.detail)
+        results = run_checks(Path.cwd(), rows)
+    for r in results:
+        also = f"\n(and {r.same_failure} more check(s) with the same failure)" if r.same_failure else ""
+        table.add_row(r.check + also, "[green]OK[/]" if r.ok else "[red]FAIL[/]", r.detail)
     console.print(table)
+    failed = sum(1 + r.same_failure for r in results if not r.ok)
     if failed:
         console.print(f"[red]{failed} check(s) failed[/]")
         raise typer.Exit(1)
