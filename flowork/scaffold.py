@@ -68,8 +68,9 @@ def assemble(target: Path, name: str, example: str) -> list[str]:
     for part in EXAMPLE_FILES:
         shutil.copytree(source / part, target / part, ignore=shutil.ignore_patterns("__pycache__", "local"))
     config = (target / "conf" / "config.yaml").read_text()
-    config = re.sub(r"experiment: \S+", f"experiment: {name}", config)
-    config = re.sub(r"model_name: \S+", f"model_name: {name}-forecaster", config)
+    # the keys under `tracking:`, not the words in a comment (line 1 says "flowork experiment: the defaults ...")
+    config = re.sub(r"^(  experiment:) \S+", rf"\1 {name}", config, count=1, flags=re.M)
+    config = re.sub(r"^(  model_name:) \S+", rf"\1 {name}-forecaster", config, count=1, flags=re.M)
     models = sorted(p.stem for p in (target / "conf" / "model").glob("*.yaml"))
     if example == "blank":
         config, models = make_blank(target, config)

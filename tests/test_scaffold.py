@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
+
+from flowork.scaffold import init
+from tests.conftest import ROOT
 
 FLOWORK = [sys.executable, "-m", "flowork.cli"]
 
@@ -223,3 +227,12 @@ def test_cli_misuse_is_a_clear_error(tmp_path, args, message):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert message in " ".join(out.stderr.split())  # the console wraps long lines
     assert sorted(p.name for p in (tmp_path / "multirun").iterdir()) == ["first"]  # nothing created
+
+
+@pytest.mark.parametrize("example", ["temperature", "blank"])
+def test_init_names_the_experiment_and_leaves_comments_alone(tmp_path, example):
+    init(tmp_path / "p1", example)
+    config = (tmp_path / "p1/conf/config.yaml").read_text()
+    assert config.splitlines()[0] == (ROOT / "conf/config.yaml").read_text().splitlines()[0]
+    tracking = OmegaConf.load(tmp_path / "p1/conf/config.yaml").tracking
+    assert (tracking.experiment, tracking.model_name) == ("p1", "p1-forecaster")
