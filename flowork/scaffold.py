@@ -86,6 +86,9 @@ def assemble(target: Path, name: str, example: str) -> list[str]:
         )
     )
     (target / ".gitignore").write_text(template("gitignore"))
+    # the pins flowork's own install uses (the Makefile's `pip install -c constraints.txt`): without them pip picks
+    # hydra-core/omegaconf release candidates and pandas 3
+    shutil.copy(source / "constraints.txt", target / "constraints.txt")
     return steps
 
 

@@ -56,7 +56,7 @@ def test_init_example_add_model_check_and_sweep(project):
     request = re.search(r'read_csv\("([^"]+)"\)', readme)  # the README's request to the served champion
     assert request and (project / request.group(1)).is_file()
     install = subprocess.run(["make", "-n", "install"], cwd=project, capture_output=True, text=True).stdout
-    assert "pip install torch==2.13.0 && pip install -e '" in install  # this checkout, as one shell word
+    assert "pip install torch==2.13.0 && pip install -c constraints.txt -e '" in install  # this checkout, one word
     out = cli("add-model", "my_model", "--like", "xgb", cwd=project)
     assert out.returncode == 0, out.stderr
     assert "def my_model(" in (project / "user_code/models.py").read_text()
@@ -236,3 +236,17 @@ def test_init_names_the_experiment_and_leaves_comments_alone(tmp_path, example):
     assert config.splitlines()[0] == (ROOT / "conf/config.yaml").read_text().splitlines()[0]
     tracking = OmegaConf.load(tmp_path / "p1/conf/config.yaml").tracking
     assert (tracking.experiment, tracking.model_name) == ("p1", "p1-forecaster")
+
+
+def test_a_new_project_installs_under_floworks_constraints(tmp_path):
+    """Without the pins pip picks hydra-core/omegaconf release candidates and pandas 3."""
+    import tomllib
+
+    init(tmp_path / "p", "blank")
+    project = tmp_path / "p"
+    assert (project / "constraints.txt").read_text() == (ROOT / "constraints.txt").read_text()
+    install = subprocess.run(["make", "-n", "install"], cwd=project, capture_output=True, text=True).stdout
+    assert re.search(r"pip install torch==2\.13\.0 && pip install -c constraints\.txt ", install), install
+    # and a wheel carries it where flowork finds the example project when installed (scaffold.example_source)
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    assert data_files["share/flowork/example"] == ["constraints.txt"]
