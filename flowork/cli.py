@@ -216,21 +216,29 @@ def init(
         "temperature"
     ),
     force: Annotated[
-        bool, typer.Option(help="write into a non-empty directory, replacing its files of the same names")
+        bool,
+        typer.Option(
+            help="write into a non-empty directory: its files of the same names are replaced, and each one that "
+            "differs from flowork's (your changes) is listed and first copied to flowork-backup/<time>/; your "
+            "other files stay"
+        ),
     ] = False,
 ) -> None:
-    """Create a flowork project: conf/, user_code/, data/, Makefile, .gitignore and a README with the next steps."""
+    """Create a flowork project: conf/, user_code/, data/, Makefile, constraints.txt, .gitignore and a README with
+    the next steps."""
     from flowork.scaffold import init as scaffold
 
     try:
-        steps, replaced = scaffold(directory, example, force)
+        steps, replaced, backup = scaffold(directory, example, force)
     except FloworkError as e:
         fail(e)
     except OSError as e:  # a file in the way, no permission, a read-only filesystem
         fail(FloworkError(f"cannot create the project in {directory}: {e.strerror or e}", fix="choose another DIR"))
-    if replaced:
+    if replaced:  # every one: a truncated list would hide the user's code among the Makefile and README
         typer.echo(
-            f"replaced {len(replaced)} existing file(s): {', '.join(replaced[:10])}{' ...' * (len(replaced) > 10)}"
+            f"replaced {len(replaced)} file(s) that differed from flowork's; your versions are in {backup}:\n  "
+            + "\n  ".join(replaced)
+            + f"\n(to get one back: cp {backup}/FILE {directory}/FILE)"
         )
     typer.echo(f"created {directory} ({example}). Next:\n  cd {directory}\n  " + "\n  ".join(steps))
 

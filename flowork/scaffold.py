@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import tempfile
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -42,11 +43,13 @@ def flowork_source() -> str:
     return f"-e '{root}[all]'" if (root / "pyproject.toml").exists() else "'flowork[all]'"
 
 
-def init(target: Path, example: str = "temperature", force: bool = False) -> tuple[list[str], list[str]]:
-    """Create a project in `target`; returns (the numbered next steps, the files it replaced: only with force).
+def init(target: Path, example: str = "temperature", force: bool = False) -> tuple[list[str], list[str], Path | None]:
+    """Create a project in `target`; returns (the numbered next steps, the files it replaced, their backup folder).
 
-    The project is assembled apart and then copied in, so that `--force` into an existing project replaces only
-    files of the same names: the blank example's pruning never touches the user's own files (their data/)."""
+    The project is assembled apart and then copied in, so that `--force` into an existing project writes only files
+    of the same names: the blank example's pruning never touches the user's own files (their data/). A file that
+    differs from what flowork writes (the user's code, an edited Makefile) is copied to BACKUP_DIR/<time>/ first:
+    `--force` replaces, it never loses work. Files already as flowork writes them are not counted as replaced."""
     if example not in ("temperature", "blank"):
         raise FloworkError(f"unknown example {example!r}", fix="use --example temperature or --example blank")
     if target.exists() and any(target.iterdir()) and not force:
@@ -56,10 +59,30 @@ def init(target: Path, example: str = "temperature", force: bool = False) -> tup
         staged = Path(tmp)
         steps = assemble(staged, name, example)
         files = sorted(p.relative_to(staged) for p in staged.rglob("*") if p.is_file())
-        replaced = [str(f) for f in files if (target / f).exists()]
+        replaced = [
+            f for f in files if (target / f).exists() and (target / f).read_bytes() != (staged / f).read_bytes()
+        ]
+        backup = backup_files(target, replaced) if replaced else None
         target.mkdir(parents=True, exist_ok=True)
         shutil.copytree(staged, target, dirs_exist_ok=True)
-    return steps, replaced
+    return steps, [str(f) for f in replaced], backup
+
+
+BACKUP_DIR = "flowork-backup"  # in the project, listed in its .gitignore
+
+
+def backup_files(target: Path, files: list[Path]) -> Path:
+    """Copy `files` (relative to `target`) to a new folder BACKUP_DIR/<date-time>/, keeping their paths.
+
+    A new folder each time: a second `init --force` must not overwrite the first one's backup."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    backup, n = target / BACKUP_DIR / stamp, 2
+    while backup.exists():
+        backup, n = target / BACKUP_DIR / f"{stamp}-{n}", n + 1
+    for f in files:
+        (backup / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(target / f, backup / f)
+    return backup
 
 
 def assemble(target: Path, name: str, example: str) -> list[str]:

@@ -250,3 +250,33 @@ def test_a_new_project_installs_under_floworks_constraints(tmp_path):
     # and a wheel carries it where flowork finds the example project when installed (scaffold.example_source)
     data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
     assert data_files["share/flowork/example"] == ["constraints.txt"]
+
+
+def test_init_force_backs_up_and_lists_every_file_the_user_changed(tmp_path):
+    """`init --force` over a project: every file that differs from flowork's (the user's code first) is named, none
+    cut from the list, and kept under flowork-backup/<time>/; files flowork would write unchanged are not named."""
+    assert cli("init", "p", cwd=tmp_path).returncode == 0
+    project = tmp_path / "p"
+    models = project / "user_code/models.py"
+    mine = models.read_text() + "\n\ndef my_model(X, y):\n    return None\n"
+    models.write_text(mine)
+    edited = ["user_code/models.py"]
+    for path in [project / "Makefile", *sorted((project / "conf").glob("*/*.yaml"))[:12]]:  # > the 10 once printed
+        path.write_text(path.read_text() + "# mine\n")
+        edited.append(str(path.relative_to(project)))
+    out = cli("init", "p", "--force", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    listed = re.findall(r"^  (\S+)$", out.stdout.split("created")[0], flags=re.M)
+    assert sorted(listed) == sorted(edited)  # every changed file, and only those
+    backups = list((project / "flowork-backup").iterdir())
+    assert len(backups) == 1 and str(backups[0].relative_to(tmp_path)) in out.stdout
+    assert (backups[0] / "user_code/models.py").read_text() == mine
+    assert sorted(str(p.relative_to(backups[0])) for p in backups[0].rglob("*") if p.is_file()) == sorted(edited)
+    assert "def my_model(" not in models.read_text()  # replaced by flowork's ...
+    again = cli("init", "p", "--force", cwd=tmp_path)  # ... so nothing differs now: nothing to replace or back up
+    assert again.returncode == 0 and "replaced" not in again.stdout
+    assert len(list((project / "flowork-backup").iterdir())) == 1
+    models.write_text(mine)  # a second backup does not overwrite the first, even within the same second
+    assert cli("init", "p", "--force", cwd=tmp_path).returncode == 0
+    assert len(list((project / "flowork-backup").iterdir())) == 2
+    assert "flowork-backup/" in (project / ".gitignore").read_text().splitlines()
