@@ -6,6 +6,8 @@ the package in a source checkout, or under `<prefix>/share/flowork/example` wher
 
 from __future__ import annotations
 
+import ast
+import builtins
 import keyword
 import re
 import shutil
@@ -166,21 +168,38 @@ def blank_steps() -> list[str]:
 def add_model(root: Path, name: str, like: str = "ridge") -> list[Path]:
     """conf/model/NAME.yaml, conf/search/NAME.yaml and a training-function stub in user_code/models.py."""
     conf, models_py = root / "conf", root / "user_code" / "models.py"
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or keyword.iskeyword(name):
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
         raise FloworkError(
-            f"model name {name!r} is not a lowercase Python identifier (or is a Python keyword): it names the "
-            "training function in user_code/models.py",
+            f"model name {name!r} is not a lowercase Python identifier starting with a letter (or is a Python "
+            "keyword): it names the training function in user_code/models.py, where a leading _ marks private and "
+            "special names (__init__)",
             fix="use e.g. my_model",
         )
+    if not (conf / "config.yaml").is_file() or not (root / "user_code").is_dir():
+        raise FloworkError(
+            f"{root} is not a flowork project's root (conf/config.yaml and user_code/ expected here)",
+            fix="cd to the project's root (where conf/ and user_code/ are) and run it there, or create a project "
+            "first: flowork init DIR",
+        )
+    if not models_py.is_file():
+        raise FloworkError(
+            "the project has no user_code/models.py, where the new model's training function goes",
+            where=str(models_py),
+            fix="restore it (from git or flowork-backup/), or create an empty one: touch user_code/models.py",
+        )
+    models = sorted(p.stem for p in (conf / "model").glob("*.yaml"))
     like_cfg = conf / "model" / f"{like}.yaml"
     if not like_cfg.exists():
         raise FloworkError(
             f"no model {like!r} to start from",
             where=str(conf / "model"),
-            fix=f"use --like with one of {sorted(p.stem for p in (conf / 'model').glob('*.yaml'))}",
+            fix=f"use --like with one of {models}" if models else "add a model config conf/model/<name>.yaml first",
         )
-    if (conf / "model" / f"{name}.yaml").exists() or re.search(rf"^def {name}\(", models_py.read_text(), re.M):
-        raise FloworkError(f"model {name!r} already exists", fix="pick another name, or edit the existing model")
+    if name in models:
+        raise FloworkError(
+            f"model {name!r} already exists", where=str(conf / "model" / f"{name}.yaml"), fix="pick another name"
+        )
+    refuse_bound_name(models_py, name)
     like_text = like_cfg.read_text()
     target = re.search(r"_target_:\s*(\S+)", like_text)
     if target is None:
@@ -195,18 +214,22 @@ def add_model(root: Path, name: str, like: str = "ridge") -> list[Path]:
     )
     search_yaml = conf / "search" / f"{name}.yaml"
     like_search = conf / "search" / f"{like}.yaml"
+    search_yaml.parent.mkdir(exist_ok=True)
     search_yaml.write_text(
         f"# Search space and budget of {name} (started from {like}'s): python -m flowork model={name} -m\n"
         + (like_search.read_text() if like_search.exists() else "n_trials: 20\ntimeout: null\nspace: {}\n")
     )
     call = function if module == "user_code.models" else f"_{function}"
     imports = "" if module == "user_code.models" else f"    from {module} import {function} as _{function}\n\n"
+    # No annotations and nothing from the module's imports: the stub must run in any models.py (one without
+    # `import pandas as pd` or `from typing import Any` would otherwise fail to import, taking every model with it).
     with models_py.open("a") as f:
         f.write(f'''
 
-def {name}(X: pd.DataFrame, y: pd.Series, **params: Any) -> Any:
-    """{name}: fit on X (one row of features per time, indexed by time) and y (the target `horizon` steps after
-    each row); return a fitted model whose `predict(X)` gives one value per row of X, in X's order.
+def {name}(X, y, **params):
+    """{name}: fit on X (a pandas DataFrame, one row of features per time, indexed by time) and y (a pandas Series,
+    the target `horizon` steps after each row); return a fitted model whose `predict(X)` gives one value per row of
+    X, in X's order.
 
     Fit everything learned from data (scalers, encoders, the estimator) in here, so that it sees the training rows
     of each fold only; import heavy libraries in here. Started as a copy of `{like}`: replace the body with yours.
@@ -214,3 +237,68 @@ def {name}(X: pd.DataFrame, y: pd.Series, **params: Any) -> Any:
 {imports}    return {call}(X, y, **params)
 ''')
     return [model_yaml, search_yaml, models_py]
+
+
+def refuse_bound_name(models_py: Path, name: str) -> None:
+    """A FloworkError when `name` is already bound at module level in models.py (an import, a function, a class, a
+    global) or is a builtin: `def np(...)` appended to the file would replace numpy for every model in it."""
+    text = models_py.read_text()
+    try:
+        tree = ast.parse(text, filename=str(models_py))
+    except SyntaxError as e:
+        raise FloworkError(
+            f"user_code/models.py is not valid Python: {e.msg}",
+            where=f"{models_py}, line {e.lineno}",
+            fix="fix the syntax error, then add the model again",
+        ) from None
+    for node, names in module_bindings(tree):
+        if name in names:
+            line = text.splitlines()[node.lineno - 1].strip()
+            raise FloworkError(
+                f"{name!r} is already a name in user_code/models.py (line {node.lineno}: `{line}`): a training "
+                "function of that name would replace it for every model in the file",
+                where=f"{models_py}, line {node.lineno}",
+                fix=f"pick another name, e.g. {name}_model",
+            )
+    if name in dir(builtins):
+        raise FloworkError(
+            f"{name!r} is a Python builtin: a training function of that name in user_code/models.py would hide it "
+            "from every model in the file",
+            fix=f"pick another name, e.g. {name}_model",
+        )
+
+
+def module_bindings(tree: ast.Module) -> list[tuple[ast.stmt, set[str]]]:
+    """Each module-level statement that binds names, with the names: imports, defs, classes, assignments, loop
+    and `with` targets, including those inside module-level if/try/for/with blocks (not inside defs or classes)."""
+    found: list[tuple[ast.stmt, set[str]]] = []
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            names: set[str] = set()
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names = {node.name}
+            else:  # assignments, for/with targets, walrus: the names stored by the statement's own expressions
+                parts = [p for p in ast.iter_child_nodes(node) if not isinstance(p, ast.stmt | ast.excepthandler)]
+                names = set().union(*(stored(part) for part in parts))
+                for block in ("body", "orelse", "finalbody"):
+                    visit(getattr(node, block, []))
+                for handler in getattr(node, "handlers", []):  # `except E as e` unbinds e after the block
+                    visit(handler.body)
+            if names:
+                found.append((node, names))
+
+    visit(tree.body)
+    return found
+
+
+def stored(node: ast.AST) -> set[str]:
+    """Names an expression (an assignment target, a `with ... as` item) stores in its scope: not the variables of a
+    comprehension or the parameters of a lambda, which live in a scope of their own."""
+    if isinstance(node, ast.Name):
+        return {node.id} if isinstance(node.ctx, ast.Store) else set()
+    if isinstance(node, ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+        return set()
+    return set().union(*(stored(child) for child in ast.iter_child_nodes(node)))

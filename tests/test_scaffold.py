@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from flowork.scaffold import init
+from flowork.errors import FloworkError
+from flowork.scaffold import add_model, init
 from tests.conftest import ROOT
 
 FLOWORK = [sys.executable, "-m", "flowork.cli"]
@@ -86,11 +87,8 @@ def test_init_example_add_model_check_and_sweep(project):
     assert report.returncode == 0 and (project / "multirun/first/report.html").stat().st_size > 100_000
 
 
-@pytest.mark.parametrize("name", ["my-model", "MyModel", "1model", "class", "lambda"])
+@pytest.mark.parametrize("name", ["my-model", "MyModel", "1model", "class", "lambda", "_", "__init__", "_mine"])
 def test_add_model_refuses_a_name_that_cannot_name_its_training_function(tmp_path, name):
-    from flowork.errors import FloworkError
-    from flowork.scaffold import add_model
-
     with pytest.raises(FloworkError, match="not a lowercase Python identifier"):
         add_model(tmp_path, name)
 
@@ -229,29 +227,6 @@ def test_cli_misuse_is_a_clear_error(tmp_path, args, message):
     assert sorted(p.name for p in (tmp_path / "multirun").iterdir()) == ["first"]  # nothing created
 
 
-@pytest.mark.parametrize("example", ["temperature", "blank"])
-def test_init_names_the_experiment_and_leaves_comments_alone(tmp_path, example):
-    init(tmp_path / "p1", example)
-    config = (tmp_path / "p1/conf/config.yaml").read_text()
-    assert config.splitlines()[0] == (ROOT / "conf/config.yaml").read_text().splitlines()[0]
-    tracking = OmegaConf.load(tmp_path / "p1/conf/config.yaml").tracking
-    assert (tracking.experiment, tracking.model_name) == ("p1", "p1-forecaster")
-
-
-def test_a_new_project_installs_under_floworks_constraints(tmp_path):
-    """Without the pins pip picks hydra-core/omegaconf release candidates and pandas 3."""
-    import tomllib
-
-    init(tmp_path / "p", "blank")
-    project = tmp_path / "p"
-    assert (project / "constraints.txt").read_text() == (ROOT / "constraints.txt").read_text()
-    install = subprocess.run(["make", "-n", "install"], cwd=project, capture_output=True, text=True).stdout
-    assert re.search(r"pip install torch==2\.13\.0 && pip install -c constraints\.txt ", install), install
-    # and a wheel carries it where flowork finds the example project when installed (scaffold.example_source)
-    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
-    assert data_files["share/flowork/example"] == ["constraints.txt"]
-
-
 def test_init_force_backs_up_and_lists_every_file_the_user_changed(tmp_path):
     """`init --force` over a project: every file that differs from flowork's (the user's code first) is named, none
     cut from the list, and kept under flowork-backup/<time>/; files flowork would write unchanged are not named."""
@@ -280,3 +255,169 @@ def test_init_force_backs_up_and_lists_every_file_the_user_changed(tmp_path):
     assert cli("init", "p", "--force", cwd=tmp_path).returncode == 0
     assert len(list((project / "flowork-backup").iterdir())) == 2
     assert "flowork-backup/" in (project / ".gitignore").read_text().splitlines()
+
+
+MODELS_PY = """\
+import os.path
+import numpy as np
+import pandas as pd
+from sklearn import linear_model as lm
+
+scale = 2.0
+low, (mid, high) = 1, (2, 3)
+try:
+    import xgboost
+except ImportError as error:
+    xgboost = None
+if scale > 1:
+    threshold = 3
+for step in range(2):
+    pass
+squares = [k * k for k in range(3)]
+
+
+class wrapper:
+    inner = 1
+
+
+def helper(alpha):
+    local = alpha
+    return local
+
+
+def ridge(X, y, alpha=1.0):
+    return lm.Ridge(alpha=alpha * scale).fit(np.asarray(X), y)
+"""
+
+
+def small_project(root: Path, models_py: str | None = MODELS_PY) -> Path:
+    """A project of one model (ridge) and the given user_code/models.py (none: no such file)."""
+    for path in ("conf/config.yaml", "conf/model/ridge.yaml", "conf/search/ridge.yaml"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text((ROOT / path).read_text())
+    (root / "user_code").mkdir()
+    (root / "user_code/__init__.py").touch()  # a package, as in a real project (else the tests' user_code wins)
+    if models_py is not None:
+        (root / "user_code/models.py").write_text(models_py)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("np", "import numpy as np"),  # `add-model np` once replaced numpy for every model
+        ("pd", "import pandas as pd"),
+        ("os", "import os.path"),
+        ("lm", "from sklearn import linear_model as lm"),
+        ("scale", "scale = 2.0"),
+        ("mid", "low, (mid, high) = 1, (2, 3)"),
+        ("xgboost", "import xgboost"),
+        ("threshold", "threshold = 3"),
+        ("step", "for step in range(2):"),
+        ("squares", "squares = [k * k for k in range(3)]"),
+        ("wrapper", "class wrapper:"),
+        ("helper", "def helper(alpha):"),
+        ("sum", None),  # a builtin: every model using sum() would call the training function
+        ("ridge", None),  # a model already
+    ],
+)
+def test_add_model_refuses_a_name_already_bound_in_models_py(tmp_path, name, line):
+    project = small_project(tmp_path)
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    with pytest.raises(FloworkError) as refused:
+        add_model(project, name)
+    message = refused.value.render()
+    if line:
+        assert f"{name!r} is already a name in user_code/models.py" in message and f"`{line}`" in message
+        assert f"line {[t.strip() for t in MODELS_PY.splitlines()].index(line) + 1}" in message
+    assert "fix:   pick another name" in message
+    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before  # nothing written
+    assert (project / "user_code/models.py").read_text() == MODELS_PY
+
+
+@pytest.mark.parametrize("name", ["k", "local", "inner", "alpha", "error"])
+def test_add_model_accepts_a_name_bound_only_inside_a_function_class_or_comprehension(tmp_path, name):
+    project = small_project(tmp_path)
+    add_model(project, name)
+    assert f"def {name}(X, y, **params):" in (project / "user_code/models.py").read_text()
+
+
+@pytest.mark.parametrize(
+    ("models_py", "like", "extra"),
+    [
+        # no pandas, no typing import, no `from __future__ import annotations`: the stub once needed all three
+        (
+            "def ridge(X, y, alpha=1.0):\n    from sklearn.linear_model import Ridge\n\n"
+            "    return Ridge(alpha=alpha).fit(X, y)\n",
+            "ridge",
+            {},
+        ),
+        (
+            "",
+            "lib",
+            {
+                "conf/model/lib.yaml": "name: lib\ntrain:\n  _target_: user_code.library.fit\nparams: {}\n",
+                "user_code/library.py": "def fit(X, y):\n    from sklearn.linear_model import Ridge\n\n"
+                "    return Ridge().fit(X, y)\n",
+            },
+        ),
+    ],
+)
+def test_the_model_stub_runs_in_any_models_py(tmp_path, models_py, like, extra):
+    project = small_project(tmp_path, models_py)
+    for path, text in extra.items():
+        (project / path).write_text(text)
+    add_model(project, "mine", like=like)
+    fit = (
+        "import pandas as pd; from user_code.models import mine; "
+        "X = pd.DataFrame({'a': [1.0, 2, 3, 4]}); print(mine(X, X['a'] * 2).predict(X).round(1).tolist())"
+    )
+    out = subprocess.run([sys.executable, "-c", fit], cwd=project, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("[")
+
+
+@pytest.mark.parametrize(
+    ("layout", "messages"),
+    [
+        ("empty", ["is not a flowork project's root", "conf/config.yaml and user_code/ expected", "flowork init"]),
+        ("conf only", ["is not a flowork project's root", "cd", "flowork init"]),
+        ("no models.py", ["no user_code/models.py", "user_code/models.py", "touch user_code/models.py"]),
+    ],
+)
+def test_add_model_outside_a_project_says_so(tmp_path, layout, messages):
+    if layout == "conf only":
+        (tmp_path / "conf").mkdir()
+        (tmp_path / "conf/config.yaml").write_text("defaults: []\n")
+    elif layout == "no models.py":
+        small_project(tmp_path, models_py=None)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    out = cli("add-model", "foo", cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    error = " ".join(out.stderr.split())
+    assert all(m in error for m in messages), error
+    assert "--like" not in error  # not "no model 'ridge' to start from"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("example", ["temperature", "blank"])
+def test_init_names_the_experiment_and_leaves_comments_alone(tmp_path, example):
+    init(tmp_path / "p1", example)
+    config = (tmp_path / "p1/conf/config.yaml").read_text()
+    assert config.splitlines()[0] == (ROOT / "conf/config.yaml").read_text().splitlines()[0]
+    tracking = OmegaConf.load(tmp_path / "p1/conf/config.yaml").tracking
+    assert (tracking.experiment, tracking.model_name) == ("p1", "p1-forecaster")
+
+
+def test_a_new_project_installs_under_floworks_constraints(tmp_path):
+    """Without the pins pip picks hydra-core/omegaconf release candidates and pandas 3."""
+    import tomllib
+
+    init(tmp_path / "p", "blank")
+    project = tmp_path / "p"
+    assert (project / "constraints.txt").read_text() == (ROOT / "constraints.txt").read_text()
+    install = subprocess.run(["make", "-n", "install"], cwd=project, capture_output=True, text=True).stdout
+    assert re.search(r"pip install torch==2\.13\.0 && pip install -c constraints\.txt ", install), install
+    # and a wheel carries it where flowork finds the example project when installed (scaffold.example_source)
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    assert data_files["share/flowork/example"] == ["constraints.txt"]
