@@ -110,6 +110,80 @@ def test_a_failing_chart_is_a_warning(caplog):
     assert "chart broken not drawn: ValueError: no data to plot" in caplog.text
 
 
+def study_of(states: str, name: str = "s/xgb"):
+    """An in-memory study, one trial per letter: C complete (CV 2.0, 2.1, ...), P pruned (its last intermediate value,
+    0.5: better than any CV score, as a validation tail's error can be), F failed."""
+    import optuna
+    from optuna.distributions import FloatDistribution, IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(study_name=name, direction="minimize")
+    space = {"model.params.alpha": FloatDistribution(0.01, 10.0), "model.params.depth": IntDistribution(1, 8)}
+    rng = np.random.default_rng(0)
+    for k, letter in enumerate(states):
+        alpha, depth = float(rng.uniform(0.01, 10.0)), int(rng.integers(1, 9))
+        state = {"C": TrialState.COMPLETE, "P": TrialState.PRUNED, "F": TrialState.FAIL}[letter]
+        value = {"C": 2.0 + alpha / 10 + depth / 100, "P": 0.5, "F": None}[letter]
+        study.add_trial(
+            create_trial(
+                state=state,
+                value=value,
+                params={"model.params.alpha": alpha, "model.params.depth": depth},
+                distributions=space,
+                intermediate_values={} if value is None else {5: value},
+                user_attrs={"seconds": 1.0 + k},
+            )
+        )
+    return study
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """chart file -> what it shows: its title, the points of its scatter plots and its bars' lengths."""
+    from flowork.charts import sweep as sweep_charts_module
+
+    seen = {}
+    save = sweep_charts_module.save
+
+    def recording_save(fig, path):
+        ax = fig.axes[0]
+        seen[path.name] = {
+            "title": fig.get_suptitle(),
+            "points": [[tuple(xy) for xy in c.get_offsets()] for c in ax.collections],
+            "bars": [p.get_width() for p in ax.patches],
+        }
+        return save(fig, path)
+
+    monkeypatch.setattr(sweep_charts_module, "save", recording_save)
+    return seen
+
+
+ROW = {"model": "xgb", "best": 2.0, "std": 0.1, "holdout": 2.1}
+
+
+@pytest.mark.parametrize(
+    ("states", "plotted", "importance"),
+    [
+        ("CCCC", [0, 1, 2, 3], True),
+        ("CPPP", [0], False),  # the pruner's repro: one CV score, three intermediate values
+        ("CCCPP", [0, 1, 2], True),
+        ("CCPPF", [0, 1], False),  # importance needs 3 CV scores: pruned and failed trials do not count
+    ],
+)
+def test_sweep_charts_plot_cv_scores_of_complete_trials_only(states, plotted, importance, drawn, tmp_path):
+    from flowork.charts.sweep import sweep_charts
+
+    study = study_of(states)
+    files = {p.name for p in sweep_charts([ROW], [study], tmp_path, "mae", "°C")}
+    assert ("importance_xgb.png" in files) == importance, files
+    trial_numbers, cv_scores = (
+        [x for x, _ in drawn["history_xgb.png"]["points"][0]],
+        [study.trials[k].value for k in plotted],
+    )
+    assert trial_numbers == plotted
+    assert [y for _, y in drawn["metric_vs_duration.png"]["points"][0]] == cv_scores
+
+
 def test_a_run_whose_charts_cannot_be_drawn_is_a_warning(tmp_path, store, caplog):
     from flowork.charts.draw import run_charts
     from flowork.tracking import get_tracker

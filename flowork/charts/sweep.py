@@ -12,6 +12,14 @@ import numpy as np
 from flowork.charts.style import ACCENT, FORECAST, MUTED, PALETTE, figure, safely, save
 
 
+def scored(study: Any) -> list[Any]:
+    """The trials with a CV score: COMPLETE ones. A pruned trial has a value too, but it is the last intermediate
+    value its training function reported (e.g. on a validation tail), not a CV result."""
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
 def leaderboard(rows: list[dict[str, Any]], out: Path, metric: str, unit: str) -> Path:
     ok = [r for r in rows if r["best"] is not None]
     fig, (ax,) = figure(
@@ -37,7 +45,7 @@ def leaderboard(rows: list[dict[str, Any]], out: Path, metric: str, unit: str) -
 def history(study: Any, out: Path, metric: str, unit: str) -> Path:
     from matplotlib.ticker import MaxNLocator
 
-    trials = [t for t in study.trials if t.value is not None]
+    trials = scored(study)
     values = np.array([t.value for t in trials])
     best = np.minimum.accumulate(values) if study.direction.name == "MINIMIZE" else np.maximum.accumulate(values)
     fig, (ax,) = figure(
@@ -70,7 +78,7 @@ def metric_vs_duration(studies: list[Any], out: Path, metric: str, unit: str) ->
         f"CV {metric} against trial duration (log scale)", "trial duration (s)", f"CV {metric} ({unit})", size=(9, 4)
     )
     for k, study in enumerate(studies):
-        done = [t for t in study.trials if t.value is not None]
+        done = scored(study)
         ax.scatter(
             [t.user_attrs.get("seconds", np.nan) for t in done],
             [t.value for t in done],
@@ -88,8 +96,9 @@ def sweep_charts(rows: list[dict[str, Any]], studies: list[Any], out_dir: Path, 
     for study in studies:
         name = study.study_name.split("/", 1)[-1]
         out += safely(f"history {name}", partial(history, study, out_dir / f"history_{name}.png", metric, unit))
-        if len([t for t in study.trials if t.value is not None]) >= 3 and study.best_trial.params:
-            out += safely(f"importance {name}", partial(param_importances, study, out_dir / f"importance_{name}.png"))
+        if len(scored(study)) >= 3 and study.best_trial.params:  # fewer CV scores: too few to tell parameters apart
+            importance = partial(param_importances, study, out_dir / f"importance_{name}.png")
+            out += safely(f"importance {name}", importance)
     out += safely(
         "metric_vs_duration", lambda: metric_vs_duration(studies, out_dir / "metric_vs_duration.png", metric, unit)
     )
