@@ -184,6 +184,21 @@ def test_sweep_charts_plot_cv_scores_of_complete_trials_only(states, plotted, im
     assert [y for _, y in drawn["metric_vs_duration.png"]["points"][0]] == cv_scores
 
 
+def test_the_importance_chart_shows_fanova_importances(drawn, tmp_path):
+    import optuna
+
+    from flowork.charts.sweep import sweep_charts
+
+    study = study_of("C" * 12)
+    sweep_charts([ROW], [study], tmp_path, "mae", "°C", seed=7)
+    chart = drawn["importance_xgb.png"]
+    fanova = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=7)
+    )
+    assert "fANOVA" in chart["title"]
+    assert chart["bars"] == pytest.approx(list(fanova.values())[::-1])
+
+
 def test_a_run_whose_charts_cannot_be_drawn_is_a_warning(tmp_path, store, caplog):
     from flowork.charts.draw import run_charts
     from flowork.tracking import get_tracker

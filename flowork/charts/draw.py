@@ -220,7 +220,7 @@ def sweep_report(
                 out_dir = charts_dir / "trials" / f"{r['model']}_{t.number}"
                 extra.setdefault(r["model"], []).append((t, len(jobs)))
                 jobs.append(ChartJob(run_id, title, str(out_dir), unit, root, pred, None))
-    sweep_pngs = sweep_charts(rows, studies, charts_dir / "sweep", metric, metric_unit(cfg))
+    sweep_pngs = sweep_charts(rows, studies, charts_dir / "sweep", metric, metric_unit(cfg), int(cfg.get("seed", 0)))
     charts_of = [[Path(p) for p in draw_job(job)] for job in jobs]
     for job, paths in zip(jobs, charts_of, strict=True):
         log_charts(tracker, job.run_id, [p for p in paths if str(p) not in job.reused])
