@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -301,6 +303,39 @@ def test_sweep_report_renders_in_chromium(tmp_path, short_csv):
         check=True,
     )
     assert shot.stat().st_size > 20_000
+
+
+def in_project(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m ARGS` in `project`, running this checkout's flowork (not another install of it)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": ""}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=project, capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, weather) -> Path:
+    """A project (this conf/ and user_code/) with one finished ridge sweep `s`: charts.trials=top, top_k=2, no page."""
+    project = tmp_path_factory.mktemp("project")
+    for part in ("conf", "user_code"):
+        shutil.copytree(ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__", "local"))
+    weather.head(400).to_csv(project / "short.csv", index=False)
+    settings = ["charts.trials=top", "charts.top_k=2", "charts.report=false"]
+    args = ["model=ridge", "search.n_trials=2", "data.backtest.folds=2", "data.uri=short.csv", "sweep.name=s"]
+    out = in_project(project, "flowork", *args, *settings, "-m")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not (project / "multirun" / "s" / "report.html").exists()
+    return project
+
+
+@pytest.mark.slow
+def test_the_sweep_charts_are_logged_to_the_sweeps_run_also_without_the_page(swept):
+    from flowork.tracking import get_tracker
+
+    tracker = get_tracker(f"sqlite:///{swept}/mlflow.db", "temperature", None)
+    (run,) = tracker.client.search_runs([tracker.experiment_id], "tags.`flowork.role` = 'sweep'")
+    logged = {Path(a.path).name for a in tracker.client.list_artifacts(run.info.run_id, "charts")}
+    assert {"leaderboard.png", "history_ridge.png", "metric_vs_duration.png"} <= logged, logged
 
 
 def test_a_trial_config_composes_outside_the_sweeper():

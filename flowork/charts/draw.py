@@ -221,6 +221,8 @@ def sweep_report(
                 extra.setdefault(r["model"], []).append((t, len(jobs)))
                 jobs.append(ChartJob(run_id, title, str(out_dir), unit, root, pred, None))
     sweep_pngs = sweep_charts(rows, studies, charts_dir / "sweep", metric, metric_unit(cfg), int(cfg.get("seed", 0)))
+    if sweep_run:  # the sweep's own charts go to its run, with or without the HTML page (charts.report)
+        log_charts(tracker, sweep_run, sweep_pngs)
     charts_of = [[Path(p) for p in draw_job(job)] for job in jobs]
     for job, paths in zip(jobs, charts_of, strict=True):
         log_charts(tracker, job.run_id, [p for p in paths if str(p) not in job.reused])
