@@ -161,10 +161,11 @@ def report(
         from flowork.charts.draw import sweep_report
 
         s = open_sweep(sweep, storage, [])
+        # The champion's charts come from its trial's config, composed (or not, when conf/ changed since the sweep)
+        # by sweep_report: composing it here too would abort the whole report over an edited conf/.
         champion: dict[str, Any] | None = None
         if (s.dir / "best.yaml").exists():
             champion = OmegaConf.to_container(OmegaConf.load(s.dir / "best.yaml"))  # type: ignore[assignment]
-            champion["cfg"] = s.compose(list(champion["overrides"]))  # type: ignore[index]
         page = sweep_report(
             tracker=s.tracker,
             storage=s.storage,

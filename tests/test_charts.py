@@ -338,6 +338,25 @@ def test_the_sweep_charts_are_logged_to_the_sweeps_run_also_without_the_page(swe
     assert {"leaderboard.png", "history_ridge.png", "metric_vs_duration.png"} <= logged, logged
 
 
+@pytest.mark.slow
+def test_report_of_a_sweep_whose_config_changed_since_draws_what_it_can(swept):
+    """conf/ edited after the sweep: the trials' configs no longer compose. Their explanations are lost (a warning
+    each), the rest of the report is drawn."""
+    ridge = swept / "conf" / "model" / "ridge.yaml"
+    original = ridge.read_text()
+    ridge.write_text(original.replace("\n  alpha:", "\n  alphaa:"))
+    try:
+        page = swept / "multirun" / "s" / "report.html"
+        page.unlink(missing_ok=True)
+        out = in_project(swept, "flowork.cli", "report", "--sweep", "s")
+    finally:
+        ridge.write_text(original)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "chart step config of ridge trial" in out.stderr
+    html = page.read_text()
+    assert "leaderboard" in html and "holdout forecast" in html
+
+
 def test_a_trial_config_composes_outside_the_sweeper():
     """`flowork report` redraws a sweep from its trials' overrides, with no Hydra app running."""
     from flowork.charts.draw import composer, resolved
