@@ -153,14 +153,25 @@ def select(
 def report(
     sweep: Annotated[str | None, SWEEP_OPTION] = None,
     storage: Annotated[str | None, STORAGE_OPTION] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="config overrides, e.g. charts.trials=top")] = None,
 ) -> None:
-    """(Re)draw a sweep's charts and write its self-contained HTML report, multirun/NAME/report.html."""
+    """(Re)draw a sweep's charts and write its self-contained HTML report, multirun/NAME/report.html. The charts
+    settings are the ones the sweep ran with, unless given here (charts.trials=top charts.top_k=5)."""
     try:
         from omegaconf import OmegaConf
 
         from flowork.charts.draw import sweep_report
+        from flowork.schema import validate
+        from flowork.search import key_of
 
-        s = open_sweep(sweep, storage, [])
+        s = open_sweep(sweep, storage, list(overrides or []))
+        given = {key_of(o) for o in overrides or []}
+        # this command is asked for the page, whatever charts.report says
+        settings = {**swept_chart_settings(s), "report": True}
+        for key, value in settings.items():
+            if f"charts.{key}" not in given:
+                OmegaConf.update(s.cfg, f"charts.{key}", value)
+        validate(s.cfg)  # charts.trials and charts.top_k as given here
         # The champion's charts come from its trial's config, composed (or not, when conf/ changed since the sweep)
         # by sweep_report: composing it here too would abort the whole report over an edited conf/.
         champion: dict[str, Any] | None = None
@@ -180,6 +191,24 @@ def report(
         typer.echo(f"report: {page}")
     except FloworkError as e:
         fail(e)
+
+
+def swept_chart_settings(s: Sweep) -> dict[str, Any]:
+    """charts.trials and charts.top_k as the sweep ran with them, from the config each study saved next to its
+    trials (<sweep dir>/<model>/.hydra/config.yaml; the newest, should a resume have changed them). {} when none was
+    saved (trials run on Ray's copy of the project, hydra.output_subdir=null): the project's current settings."""
+    from omegaconf import OmegaConf
+
+    subdir = s.cfg.hydra.output_subdir
+    files = [s.dir / r["model"] / str(subdir) / "config.yaml" for r in s.rows] if subdir is not None else []
+    files = sorted((p for p in files if p.is_file()), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return {}
+    saved = OmegaConf.load(files[-1])
+    settings = {key: OmegaConf.select(saved, f"charts.{key}") for key in ("trials", "top_k")}
+    if settings["trials"] == "none":  # a sweep that drew no charts: the report draws the project's set
+        del settings["trials"]
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 @app.command()

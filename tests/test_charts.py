@@ -339,6 +339,26 @@ def test_the_sweep_charts_are_logged_to_the_sweeps_run_also_without_the_page(swe
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        ([], "charts.trials=top"),  # the sweep's own setting, not the project's default (best)
+        (["charts.trials=champion"], "charts.trials=champion"),
+        (["charts.trials=some"], "charts.trials"),  # refused: exit 2, the key named
+    ],
+)
+def test_report_draws_with_the_sweeps_chart_settings_unless_given(swept, overrides, said):
+    page = swept / "multirun" / "s" / "report.html"
+    page.unlink(missing_ok=True)
+    out = in_project(swept, "flowork.cli", "report", "--sweep", "s", *overrides)
+    if overrides == ["charts.trials=some"]:
+        assert out.returncode == 2 and "flowork: error:" in out.stderr and said in out.stderr, out.stderr[-3000:]
+        return
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert said in page.read_text()
+
+
+@pytest.mark.slow
 def test_report_of_a_sweep_whose_config_changed_since_draws_what_it_can(swept):
     """conf/ edited after the sweep: the trials' configs no longer compose. Their explanations are lost (a warning
     each), the rest of the report is drawn."""
