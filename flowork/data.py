@@ -239,7 +239,9 @@ def parse_times(values: pd.Series, time_format: str | None = None) -> pd.Series:
     first = values.iloc[0] if len(values) else None
     iso = next((f for lay, f in ISO_LAYOUTS.items() if lay.fullmatch(first)), None) if isinstance(first, str) else None
     error: Exception | None = None
-    for layout in (time_format, iso):
+    # with a time_format, any ISO 8601 time is accepted too (2015-11-02T00:00, ...00.000000); pandas parses that
+    # family strictly, without guessing
+    for layout in (time_format, iso or (time_format and "ISO8601")):
         if layout:
             try:
                 return pd.to_datetime(values, format=layout)

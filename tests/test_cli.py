@@ -112,6 +112,16 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, text, mess
     assert "is not valid YAML" in out.stderr and message in out.stderr
 
 
+@pytest.mark.parametrize("command", ["select", "report"])
+def test_sweep_commands_outside_a_project_say_where_to_run_from(tmp_path, command):
+    (tmp_path / "multirun/s").mkdir(parents=True)  # e.g. run from inside the project's multirun/
+    (tmp_path / "multirun/s/optuna.journal").write_text("")
+    out = subprocess.run(
+        [sys.executable, "-m", "flowork.cli", command], cwd=tmp_path / "multirun", capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "not a flowork project's root" in out.stderr, out.stderr[-2000:]
+
+
 def test_outside_a_project_says_where_to_run_from(tmp_path):
     out = flowork(cwd=tmp_path, timeout=60)
     assert out.returncode == 2 and "not a flowork project's root" in out.stderr and "flowork init" in out.stderr

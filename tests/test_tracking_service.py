@@ -94,8 +94,9 @@ def test_a_sweep_whose_store_cannot_be_opened_stops_with_a_clear_message(tmp_pat
     out = sweep(*args, f"tracking.uri=sqlite:///{tmp_path}/afile/mlflow.db", "model=ridge", *launcher)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "cannot reach the MLflow tracking store" in out.stderr
-    # each worker stopped at the end of its first trial at the latest
-    assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) <= workers
+    # it stopped at once, not after its 20 trials: each worker within a trial or two (the tracking process reports
+    # the error while the workers go on; a loaded machine saw a sequential sweep start its second trial)
+    assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) <= 2 * workers
 
 
 def test_runs_sent_before_the_sweeps_process_died_are_applied_and_the_sweep_resumes(tmp_path, short_csv):
