@@ -279,7 +279,7 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
 def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id, where: str) -> str:
     """Refit on every labelled row (DESIGN §4: the serving fit) and log it as a pyfunc that takes raw rows."""
     from flowork.backtest import FIT_FIX
-    from flowork.serving import Forecaster, ForecastSpec, log_forecaster, required_history
+    from flowork.serving import Forecaster, ForecastSpec, labels_read, log_forecaster, required_history
 
     labelled = y.notna().to_numpy()
     what = f"the training function (`{function_name(train)}`), refit on all {int(labelled.sum())} labelled rows,"
@@ -299,6 +299,7 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id, wher
             for c in raw.columns
             if pd.api.types.is_numeric_dtype(raw[c]) and raw[c].notna().any()
         },
+        labels=labels_read(raw, pipeline, history),
     )
     return log_forecaster(tracker, run_id, Forecaster(pipeline, model, spec), raw.tail(history), root)
 

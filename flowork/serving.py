@@ -32,6 +32,7 @@ class ForecastSpec:
     features: list[str]  # the columns the model was trained on
     ranges: dict[str, tuple[float, float]] | None = None  # each numeric raw column's (min, max) in training
     time_format: str | None = None  # data.time_format: a request's times may be laid out as the data's, or ISO
+    labels: dict[str, list[str]] | None = None  # each text column the features read: the values seen in training
 
 
 class BadRequest(ValueError):
@@ -82,6 +83,7 @@ class Forecaster(PythonModel):
         if len(frame) < s.history:
             raise BadRequest(f"too little history: {len(frame)} rows given, this model needs at least {s.history}")
         check_values(frame, s.ranges or {})
+        check_labels(frame, s.labels or {})
         X = self.pipeline(frame)
         if list(map(str, X.columns)) != s.features:
             lost = sorted(set(s.features) - set(map(str, X.columns)))
@@ -151,6 +153,40 @@ def check_values(frame: pd.DataFrame, ranges: dict[str, tuple[float, float]]) ->
                 f"{column} = {values[k]:g} at {frame.index[k]} is far outside the values the model was trained on "
                 f"({lo:g} to {hi:g}): check the units, and send null (not a code like -9999) for a missing value"
             )
+
+
+def check_labels(frame: pd.DataFrame, labels: dict[str, list[str]]) -> None:
+    """BadRequest for a label the model never saw (weather='hail'): features built from known labels (one column per
+    label) would silently read it as none of them."""
+    for column, known in labels.items():
+        values = frame[column]
+        unseen = values.notna() & ~values.isin(known)
+        if unseen.any():
+            k = int(unseen.to_numpy().argmax())
+            raise BadRequest(
+                f"{column} = {values.iloc[k]!r} at {frame.index[k]} is a value the model never saw in training "
+                f"(it knows {', '.join(map(repr, known))}): send one of those, or retrain with data that has it"
+            )
+
+
+def labels_read(raw: pd.DataFrame, pipeline: Any, history: int, most: int = 100) -> dict[str, list[str]]:
+    """The text columns (up to `most` distinct values) whose values the features read, with those values: a column
+    counts when putting a label it never had into the last `history` rows changes their features (or fails)."""
+    tail = raw.tail(history)
+    base = pipeline(tail)
+    labels = {}
+    for column in raw.columns:
+        values = raw[column].dropna()
+        if pd.api.types.is_numeric_dtype(values) or values.nunique() > most:
+            continue
+        changed = tail.astype({column: object}).assign(**{str(column): "flowork-unseen-label"})
+        try:
+            read = not pipeline(changed).equals(base)
+        except Exception:  # the features cannot take an unknown label at all: it matters
+            read = True
+        if read:
+            labels[str(column)] = sorted(map(str, values.unique()))
+    return labels
 
 
 @functools.cache

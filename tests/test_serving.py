@@ -85,6 +85,30 @@ def test_requests_of_every_origin_and_with_time_zones(make_cfg, store, weather):
         pd.testing.assert_frame_equal(pyfunc.predict(zoned), last)
 
 
+@pytest.mark.parametrize(
+    ("features", "served"),
+    [
+        ([], True),  # the example's features do not read `weather`: any label is served
+        (["+features.build.categorical={weather: [sun, rain, drizzle, snow, fog]}"], False),  # one-hot of the label
+    ],
+)
+def test_a_label_never_seen_in_training_is_refused_where_the_features_read_it(
+    make_cfg, store, weather, features, served
+):
+    from mlflow.exceptions import MlflowException
+
+    cfg = make_cfg("model=ridge", "tracking.log_model=true", "data.backtest.folds=2", *features)
+    pyfunc = mlflow.pyfunc.load_model(run(cfg, root=str(ROOT)).model_uri)
+    rows = request_rows(weather, 400, pyfunc.metadata.metadata["history"] + 2)
+    pyfunc.predict(rows.assign(weather="rain"))  # known
+    hail = rows.assign(weather=["rain"] * (len(rows) - 1) + ["hail"])
+    if served:
+        assert len(pyfunc.predict(hail)) == 1
+    else:
+        with pytest.raises(MlflowException, match="weather = 'hail' at .* is a value the model never saw"):
+            pyfunc.predict(hail)
+
+
 def test_day_first_times_train_and_serve(make_cfg, store, weather, tmp_path):
     """data.time_format reads day-first dates, and the served model reads a request laid out the same way (or ISO):
     05/01 is the 5th of January in both, never May 1st."""
