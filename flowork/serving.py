@@ -307,7 +307,8 @@ def signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
 
 def pip_requirements(model: Any) -> list[str]:
     """What serving `model` needs: the core stack, plus each model library its pickle refers to (a ridge champion
-    does not pull torch). Local version tags (torch's `+cpu`) are dropped: no index pip reads by default has them."""
+    does not pull torch). Local version tags (torch's `+cpu`) are dropped: no index pip reads by default has them;
+    torch comes with PyTorch's CPU index, where its CPU build is."""
     from importlib.metadata import PackageNotFoundError, version
 
     import cloudpickle
@@ -331,4 +332,9 @@ def pip_requirements(model: Any) -> list[str]:
             reqs.append(f"{dist}=={version(dist).split('+')[0]}")
         except PackageNotFoundError:
             continue
+    if any(r.startswith("torch==") for r in reqs):  # a serving image would get PyPI's multi-GB CUDA build of torch
+        reqs.insert(0, f"--extra-index-url {TORCH_CPU_INDEX}")  # its +cpu build sorts first for torch==X
     return reqs
+
+
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # as the Dockerfile's install (TORCH_INDEX)

@@ -73,4 +73,15 @@ def test_champion_serving_dockerfile_is_generated(make_cfg, store, tmp_path):
     requirements = (out_dir / "model_dir" / "requirements.txt").read_text()
     assert "scikit-learn==" in requirements and "torch" not in requirements  # a ridge champion pulls no torch
     assert (out_dir / "model_dir" / "code" / "user_code" / "features.py").exists()  # serves without a checkout
+
+
+@pytest.mark.parametrize("uses_torch", [False, True])
+def test_a_champion_with_torch_gets_the_cpu_build(uses_torch):
+    """PyPI's torch for Linux is the multi-GB CUDA build: a darts champion's serving image asks PyTorch's CPU index."""
+    from flowork.serving import TORCH_CPU_INDEX, pip_requirements
+
+    model = {"net": __import__("torch").nn.Linear(2, 1)} if uses_torch else {"w": [1.0]}
+    reqs = pip_requirements(model)
+    assert (f"--extra-index-url {TORCH_CPU_INDEX}" in reqs) == uses_torch
+    assert any(r.startswith("torch==") and "+" not in r for r in reqs) == uses_torch
     assert "docker build" in make_dry_run("docker-build") and "build-docker" in MAKEFILE
