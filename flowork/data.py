@@ -296,11 +296,20 @@ def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
             fix="use a pandas offset alias such as D, h, W, MS, or null to skip the check",
         ) from None
     if not index.equals(expected):
+        own = pd.infer_freq(index) if len(index) >= 3 else None  # the data's own regular spacing, if any
         bad = int((index != expected).argmax())
+        off_grid = bad == 0  # the first time is not anchored as the alias is: a month end for MS, ...
         raise FloworkError(
-            f"timestamps are not a regular {freq!r} grid: row {bad} is {index[bad]}, expected {expected[bad]}",
+            f"timestamps are not on the {freq!r} grid: row 0 is {index[0]}, not a {freq!r} step (the next one is "
+            f"{expected[0]})"
+            if off_grid
+            else f"timestamps are not a regular {freq!r} grid: row {bad} is {index[bad]}, expected {expected[bad]}",
             where=f"{WHERE}, key `data.freq`",
-            fix="fill the gaps in a clean() step (and set data.freq there), or set data.freq to null",
+            fix=f"set data.freq to the data's own spacing, {own!r}"
+            if own
+            else "set data.freq to the data's spacing (a pandas offset alias: D, h, W-SUN, MS, ME, ...), or to null"
+            if off_grid
+            else "fill the gaps in a clean() step (and set data.freq there), or set data.freq to null",
         )
 
 

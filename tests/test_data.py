@@ -109,6 +109,8 @@ def test_time_axis_errors(tmp_path, weather, how, message):
         ({"target": "temp"}, "target column 'temp' is not in the data", "'temp_min'"),
         ({"target": "weather"}, "target column 'weather' is not numeric", "numeric"),
         ({"freq": "fortnightly"}, "unknown frequency", "offset alias"),
+        ({"freq": "MS"}, "not a regular 'MS' grid: row 1 is 2012-01-02", "the data's own spacing, 'D'"),
+        ({"freq": "ME"}, "not on the 'ME' grid: row 0 is 2012-01-01 00:00:00, not a 'ME' step", "own spacing, 'D'"),
         ({"format": "parquet"}, "cannot read", "valid parquet"),
     ],
 )
