@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -218,6 +219,7 @@ def test_check_reports_a_yaml_syntax_error_once(project):
     ],
 )
 def test_cli_misuse_is_a_clear_error(tmp_path, args, message):
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")  # a project's root: select and report refuse to run elsewhere
     (tmp_path / "multirun/first").mkdir(parents=True)
     (tmp_path / "multirun/first/optuna.journal").touch()
     (tmp_path / "notes.txt").write_text("a file, not a directory")
