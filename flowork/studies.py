@@ -28,8 +28,8 @@ RERUN_OF = "rerun_of"  # user attr on a trial enqueued again because a worker pr
 # Several sweep commands may run one sweep at once (machines sharing `sweep.storage`). Each registers in its studies
 # as the study user attr PROCESS + "<host> <pid>" = its last heartbeat (time.time(); 0 once it ended), and tags its
 # trials' MLflow runs PROCESS_TAG = "<host> <pid>": a resume then closes only the trials no running command owns.
-PROCESS = "flowork.process "
 PROCESS_TAG = "flowork.process"
+PROCESS = f"{PROCESS_TAG} "
 BEAT_SECONDS = 60.0
 STALE_SECONDS = 300.0  # a command on another machine whose heartbeat is older than this is taken as gone
 

@@ -109,7 +109,7 @@ def release_workers() -> None:
     remove_worker_tempdirs(os.getpid())
 
 
-def worker_tempdir(sweep_pid: int) -> str:
+def worker_tempdir(sweep_pid: int) -> None:
     """In a worker of the sweep `sweep_pid`: a temp folder of its own for every library (TMPDIR, tempfile.tempdir).
 
     Killed workers run no exit handlers, and libraries that clean their temp files only at exit would leave them
@@ -120,7 +120,6 @@ def worker_tempdir(sweep_pid: int) -> str:
     prefix = f"{WORKER_TEMP}{sweep_pid}-"
     if not os.path.basename(tempfile.gettempdir()).startswith(prefix):  # once per worker process
         os.environ["TMPDIR"] = tempfile.tempdir = tempfile.mkdtemp(prefix=prefix)
-    return tempfile.gettempdir()
 
 
 def remove_worker_tempdirs(sweep_pid: int, own: bool = False) -> None:
