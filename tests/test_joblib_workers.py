@@ -153,6 +153,11 @@ def test_released_workers_leave_no_temp_files(tmp_path, short_csv):
 
     temp = tmp_path / "tmp"
     temp.mkdir()
+    # left by a sweep that was killed (its process has exited), and by one that still runs (this one)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (temp / f"{_joblib.WORKER_TEMP}{gone.pid}-abc").mkdir()
+    (temp / f"{_joblib.WORKER_TEMP}{os.getpid()}-abc").mkdir()
     args = [*sweep_args(tmp_path, short_csv), "model=ridge", "search.n_trials=4", "sweep.select=false"]
     out = subprocess.run(
         sweep_command(
@@ -170,4 +175,32 @@ def test_released_workers_leave_no_temp_files(tmp_path, short_csv):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) == 4
-    assert not [p.name for p in temp.rglob("*") if p.name.startswith(("until-exit-", _joblib.WORKER_TEMP))]
+    left = [p.name for p in temp.rglob("*") if p.name.startswith(("until-exit-", _joblib.WORKER_TEMP))]
+    assert left == [f"{_joblib.WORKER_TEMP}{os.getpid()}-abc"]
+
+
+def test_a_parallel_sweep_that_fails_leaves_no_temp_folders(tmp_path, short_csv):
+    import subprocess
+
+    from tests.conftest import ROOT, sweep_args, sweep_command
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    (tmp_path / "afile").write_text("not a folder")
+    args = [a for a in sweep_args(tmp_path, short_csv) if not a.startswith("tracking.uri=")]
+    out = subprocess.run(
+        sweep_command(
+            *args,
+            f"tracking.uri=sqlite:///{tmp_path}/afile/mlflow.db",
+            "model=ridge",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert out.returncode == 2 and "cannot reach the MLflow tracking store" in out.stderr, out.stderr[-3000:]
+    assert not [p.name for p in temp.iterdir() if p.name.startswith(_joblib.WORKER_TEMP)]

@@ -99,8 +99,8 @@ class FloworkSweeperImpl:
                 tracker = tracker_for(self.config.tracking, root)
             board = self._run_sweep(arguments, name, sweep_dir, root, warming, slots, tracker)
         except BaseException:
-            if warming is not None and warming.is_alive():  # a worker half-started by then prints a traceback
-                warming.join()
+            if warming is not None:  # the workers, and their temp folders, go with the sweep
+                warming.join()  # (a worker half-started when it is released prints a traceback)
                 _joblib.release_workers()
             if tracker is not None:
                 with contextlib.suppress(FloworkError):  # the error on its way out says more

@@ -53,6 +53,7 @@ def warm_workers(config: DictConfig) -> Warming | None:
     workers = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
     if workers == 1:  # joblib runs a single job in this very process: nothing to warm
         return None
+    remove_worker_tempdirs(None)
     use_fork_server()
     warming = Warming(params, workers)
     warming.start()
@@ -122,20 +123,33 @@ def worker_tempdir(sweep_pid: int) -> None:
         os.environ["TMPDIR"] = tempfile.tempdir = tempfile.mkdtemp(prefix=prefix)
 
 
-def remove_worker_tempdirs(sweep_pid: int, own: bool = False) -> None:
-    """Remove the temp folders of the sweep's workers (`own`: in a worker, only its own)."""
+def remove_worker_tempdirs(sweep_pid: int | None, own: bool = False) -> None:
+    """Remove the temp folders of the sweep's workers (`own`: in a worker, only its own). With no sweep: those of
+    this user's sweeps whose process has exited (killed, say, with no chance to remove them)."""
     import glob
     import shutil
     import tempfile
 
-    prefix = f"{WORKER_TEMP}{sweep_pid}-"
     here = tempfile.gettempdir()
-    if own:
-        paths = [here] if os.path.basename(here).startswith(prefix) else []
+    if sweep_pid is None:
+        paths = [p for p in glob.glob(os.path.join(here, f"{WORKER_TEMP}*")) if not swept_by_a_live_process(p)]
+    elif own:
+        paths = [here] if os.path.basename(here).startswith(f"{WORKER_TEMP}{sweep_pid}-") else []
     else:
-        paths = glob.glob(os.path.join(here, f"{prefix}*"))
+        paths = glob.glob(os.path.join(here, f"{WORKER_TEMP}{sweep_pid}-*"))
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def swept_by_a_live_process(path: str) -> bool:
+    """Whether a worker temp folder may still be in use: another user's, or its sweep's process runs."""
+    from flowork.studies import pid_alive
+
+    pid = os.path.basename(path)[len(WORKER_TEMP) :].partition("-")[0]
+    try:
+        return os.stat(path).st_uid != os.getuid() or not pid.isdigit() or pid_alive(int(pid))
+    except OSError:  # gone meanwhile
+        return True
 
 
 def executor() -> Any:
