@@ -219,6 +219,7 @@ def test_what_a_dead_worker_sent_is_applied_and_the_sweep_does_not_wait_for_it(t
         import socket
 
         study = tracker.start("study", {})
+        tracker.run_tags(study)  # the store is open (MLflow's import took seconds on a loaded machine): not timed
         worker = worker_of(tracker)
         run = worker.start("trial 0", {"flowork.trial": "0"}, study)
         worker.log(run, metrics={"cv_mae": 1.0})
