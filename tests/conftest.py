@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -30,9 +31,37 @@ def short_csv(tmp_path: Path, weather: pd.DataFrame) -> Path:
     return path
 
 
+@functools.cache
+def empty_store_template() -> Path:
+    """An MLflow sqlite store with nothing in it yet, made once per test session (removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="flowork-test-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    MlflowClient(f"sqlite:///{folder}/mlflow.db").search_experiments()  # runs MLflow's schema migrations
+    return folder / "mlflow.db"
+
+
+def empty_store(folder: Path) -> str:
+    """The URI of a new store folder/mlflow.db, copied from an empty one: MLflow creates a new sqlite store by running
+    its ~50 schema migrations, seconds a store here, paid by nearly every test otherwise. Tests of how a store is
+    created (locks, errors) let MLflow create theirs."""
+    import shutil
+
+    db = folder / "mlflow.db"
+    if not db.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(empty_store_template(), db)
+    return f"sqlite:///{db}"
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/mlflow.db"
+    return empty_store(tmp_path)
 
 
 @pytest.fixture
@@ -52,11 +81,12 @@ def make_cfg(tmp_path: Path, short_csv: Path, store: str):
     return _make
 
 
-def sweep_args(tmp_path: Path, short_csv: Path, name: str = "s") -> list[str]:
-    """A sweep on the short slice: store tmp_path/mlflow.db, output tmp_path/sweeps/<name>."""
+def sweep_args(tmp_path: Path, short_csv: Path, name: str = "s", new_store: bool = False) -> list[str]:
+    """A sweep on the short slice: store tmp_path/mlflow.db (`new_store`: one MLflow creates, else a copy of an empty
+    one), output tmp_path/sweeps/<name>."""
     return [
         f"data.uri={short_csv}",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db" if new_store else f"tracking.uri={empty_store(tmp_path)}",
         f"tracking.artifact_location=file://{tmp_path}/artifacts",
         f"hydra.sweep.dir={tmp_path}/sweeps/{name}",
         f"sweep.name={name}",

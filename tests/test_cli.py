@@ -10,7 +10,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, flowork
+from tests.conftest import ROOT, empty_store, flowork
 
 HEAVY = ("torch", "darts", "prophet", "xgboost", "lightning", "pytorch_lightning")
 
@@ -18,7 +18,7 @@ HEAVY = ("torch", "darts", "prophet", "xgboost", "lightning", "pytorch_lightning
 def store_args(tmp_path, short_csv) -> list[str]:
     return [
         f"data.uri={short_csv}",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.uri={empty_store(tmp_path)}",
         f"tracking.artifact_location=file://{tmp_path}/artifacts",
         f"hydra.run.dir={tmp_path}/out",
         f"hydra.sweep.dir={tmp_path}/multirun",

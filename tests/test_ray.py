@@ -38,7 +38,7 @@ def test_unreachable_address_is_a_clear_error(tmp_path):
     pytest.importorskip("ray", reason="the `ray` extra is not installed")
     port = free_port()  # nothing listens there
     out = run_cli("model=ridge", "hydra/launcher=ray", f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
-                  *sweep_args(tmp_path, tmp_path / "unused.csv"))  # fmt: skip
+                  *sweep_args(tmp_path, tmp_path / "unused.csv", new_store=True))  # fmt: skip
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in out.stderr
     assert "hydra.launcher.ray.init.address" in out.stderr and "Traceback" not in out.stderr

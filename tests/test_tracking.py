@@ -167,7 +167,7 @@ def test_independent_processes_race_to_create_a_fresh_store(tmp_path):
 def test_four_workers_on_a_store_that_does_not_exist_yet(tmp_path, short_csv):
     assert not (tmp_path / "mlflow.db").exists()
     out = sweep(
-        *sweep_args(tmp_path, short_csv, "c"),
+        *sweep_args(tmp_path, short_csv, "c", new_store=True),
         "model=ridge",
         "search.n_trials=12",
         "data.backtest.folds=2",

@@ -14,13 +14,13 @@ from optuna.trial import TrialState
 from flowork.errors import FloworkError
 from flowork.studies import counted
 from flowork.tracking_service import queued_tracker
-from tests.conftest import ROOT, sweep, sweep_args
+from tests.conftest import ROOT, empty_store, sweep, sweep_args
 from tests.test_sweep import SCRIPTED, runs, trials
 
 
 def tracking(tmp_path, uri=None):
     return SimpleNamespace(
-        uri=uri or f"sqlite:///{tmp_path}/mlflow.db",
+        uri=uri or empty_store(tmp_path),
         experiment="temperature",
         artifact_location=f"file://{tmp_path}/artifacts",
     )
