@@ -221,15 +221,32 @@ OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")  # a UTC offset at the end of an
 
 def to_datetime(values: pd.Series, time_format: str | None = None) -> pd.Series:
     """Naive timestamps of `values`, read at the wall-clock time they show: an offset or zone (...Z, ...-08:00) is
-    dropped, as the data's own times carry none (and a request's offset may change within it, at a daylight-saving
-    switch, which pandas refuses to parse as one column)."""
+    dropped, on every row that has one, as the data's own times carry none (and a request's offset may change within
+    it, at a daylight-saving switch, which pandas refuses to parse as one column)."""
     ends = (values.iloc[0], values.iloc[-1]) if len(values) else ()
     if any(isinstance(v, str) and OFFSET.search(v) for v in ends):
-        values = values.astype(str).str.replace(OFFSET, "", regex=True)
-    times = parse_times(values, time_format)
+        values = without_offsets(values)
+    try:
+        times = parse_times(values, time_format)
+    except (ValueError, TypeError):
+        if not any_offset(values):
+            raise
+        times = None
+    # offsets on some middle rows only: the layout of the first row did not fit them (or pandas left objects)
+    if times is None or (times.dtype == object and any_offset(values)):
+        times = parse_times(without_offsets(values), time_format)
     if isinstance(times.dtype, pd.DatetimeTZDtype):  # datetimes with a zone (a frame given to the model in Python)
         times = times.dt.tz_localize(None)
     return times
+
+
+def any_offset(values: pd.Series) -> bool:
+    """Whether a value is a time with a UTC offset (checked only when parsing failed: ~50 us a request)."""
+    return any(isinstance(v, str) and OFFSET.search(v) for v in values.tolist())
+
+
+def without_offsets(values: pd.Series) -> pd.Series:
+    return values.astype(str).str.replace(OFFSET, "", regex=True)
 
 
 def parse_times(values: pd.Series, time_format: str | None = None) -> pd.Series:

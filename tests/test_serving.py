@@ -78,8 +78,9 @@ def test_requests_of_every_origin_and_with_time_zones(make_cfg, store, weather):
         with pytest.raises(MlflowException, match=message):
             pyfunc.predict(bad, params=every)
     last = pyfunc.predict(rows)
-    # a zone's offsets (-08:00 to -07:00 at a switch, as 2013-03-10 in Los Angeles: pandas refuses that as one column)
-    for zone in ("-08:00", "Z", "+0100", ["-08:00", "-07:00"]):
+    # a zone's offsets (-08:00 to -07:00 at a switch, as 2013-03-10 in Los Angeles: pandas refuses that as one column),
+    # and offsets on some rows only (the middle third; the first and last thirds, one naive third between them)
+    for zone in ("-08:00", "Z", "+0100", ["-08:00", "-07:00"], ["", "+01:00", ""], ["+01:00", "", "-05:00"], ["", "Z"]):
         ends = zone if isinstance(zone, list) else [zone]
         zoned = rows.assign(date=[f"{d}T00:00:00{ends[i * len(ends) // len(rows)]}" for i, d in enumerate(rows.date)])
         pd.testing.assert_frame_equal(pyfunc.predict(zoned), last)
