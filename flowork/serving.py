@@ -6,6 +6,7 @@ Response: one row per forecast origin (the last row by default): the forecast ti
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ class ForecastSpec:
     labels: dict[str, list[str]] | None = None  # each text column the features read: the values seen in training
 
 
+PARAMS = {"all_origins": False}  # the params a request may carry next to its rows, with their defaults
+
+
 class BadRequest(ValueError):
     """A request the model cannot answer; the message says what is wrong (served as HTTP 400)."""
 
@@ -61,6 +65,9 @@ class Forecaster(PythonModel):
 
     def __init__(self, pipeline: Any, model: Any, spec: ForecastSpec) -> None:
         self.pipeline, self.model, self.spec = pipeline, model, spec
+
+    def load_context(self, context: Any) -> None:
+        check_what_mlflow_checks_first()
 
     def features(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(request rows indexed by time, features of every origin the rows allow), or BadRequest."""
@@ -130,7 +137,7 @@ class Forecaster(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         try:
-            return self.forecast(model_input, bool((params or {}).get("all_origins", False)))
+            return self.forecast(model_input, bool((params or {}).get("all_origins", PARAMS["all_origins"])))
         except BadRequest as e:
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
@@ -187,6 +194,101 @@ def labels_read(raw: pd.DataFrame, pipeline: Any, history: int, most: int = 100)
         if read:
             labels[str(column)] = sorted(map(str, values.unique()))
     return labels
+
+
+def check_what_mlflow_checks_first() -> None:
+    """Have MLflow's scoring server (in this process) answer a request whose params or column names are wrong with
+    flowork's reason. MLflow checks those against the signature before the Forecaster sees the request: a param of
+    the wrong type, or a column sent twice, got a 400 that starts with a dump of every row sent (a repeated time
+    column: an AttributeError), and an unknown param (a typo of all_origins) was ignored. The server has no hook for
+    this, so its request handler is wrapped, once: a request that carries params is checked before MLflow reads it,
+    any other only after MLflow refused it (the check parses the JSON body again)."""
+    from mlflow.pyfunc import scoring_server
+
+    mlflow_invocations = scoring_server.invocations
+    if getattr(mlflow_invocations, "checks_requests_first", False):
+        return
+
+    @functools.wraps(mlflow_invocations)
+    def invocations(data: Any, content_type: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+        if carries_params(data) and serves_a_forecaster(model):
+            refuse_bad_shape(data, content_type)
+        try:
+            return mlflow_invocations(data, content_type, model, *args, **kwargs)
+        except MlflowException:
+            if serves_a_forecaster(model):
+                refuse_bad_shape(data, content_type)
+            raise
+
+    invocations.checks_requests_first = True  # type: ignore[attr-defined]
+    scoring_server.invocations = invocations
+
+
+def serves_a_forecaster(model: Any) -> bool:
+    try:
+        return isinstance(model.unwrap_python_model(), Forecaster)
+    except Exception:  # another model loaded in this process: not a python model, or not ours
+        return False
+
+
+def carries_params(data: Any) -> bool:
+    """Whether the request body may hold params (a substring test: no second JSON parse of every request)."""
+    if isinstance(data, str):
+        return '"params"' in data
+    return isinstance(data, bytes | bytearray) and b'"params"' in data
+
+
+def refuse_bad_shape(data: Any, content_type: Any) -> None:
+    """RequestRefused if a JSON request's params or column names are wrong; anything else is left to MLflow."""
+    import json
+
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    if not str(content_type or "").startswith("application/json"):
+        return
+    try:
+        request = json.loads(data)
+    except ValueError:
+        return
+    if not isinstance(request, dict):
+        return
+    problem = params_problem(request.get("params")) or columns_problem(request.get("dataframe_split"))
+    if problem:
+        raise RequestRefused(problem, error_code=INVALID_PARAMETER_VALUE)
+
+
+def params_problem(params: Any) -> str | None:
+    if params is None:
+        return None
+    expected = ", ".join(f'"{k}": {json_type(v)}' for k, v in PARAMS.items())
+    if not isinstance(params, dict):
+        return f"params must be a JSON object, e.g. {{{expected}}}; got {json_text(params)}"
+    unknown = [k for k in params if k not in PARAMS]
+    if unknown:
+        return f"unknown params {unknown}: this model takes {{{expected}}} (each optional)"
+    for key, value in params.items():
+        if value is not None and type(value) is not type(PARAMS[key]):
+            return f'params "{key}" must be {json_type(PARAMS[key])}, not {json_text(value)}'
+    return None
+
+
+def columns_problem(split: Any) -> str | None:
+    columns = split.get("columns") if isinstance(split, dict) else None
+    if not isinstance(columns, list):
+        return None
+    repeated = sorted(name for name, n in collections.Counter(map(str, columns)).items() if n > 1)
+    return f"column(s) {repeated} sent more than once: send each column once" if repeated else None
+
+
+def json_type(default: Any) -> str:
+    """How a param's value is written in JSON."""
+    return "true or false" if isinstance(default, bool) else type(default).__name__
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)[:80]
 
 
 @functools.cache
@@ -300,7 +402,7 @@ def signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
     from mlflow.models import infer_signature
     from mlflow.types.schema import ColSpec, Schema
 
-    inferred = infer_signature(example, output, params={"all_origins": False})
+    inferred = infer_signature(example, output, params=PARAMS)
     inferred.inputs = Schema([ColSpec(c.type, c.name, required=False) for c in inferred.inputs.inputs])
     return inferred
 

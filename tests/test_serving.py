@@ -86,6 +86,54 @@ def test_requests_of_every_origin_and_with_time_zones(make_cfg, store, weather):
         pd.testing.assert_frame_equal(pyfunc.predict(zoned), last)
 
 
+def score(pyfunc, body: str) -> tuple[int, str]:
+    """A JSON request as MLflow's scoring server answers it, in this process: its handler, then its error response."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    try:
+        schema = pyfunc.metadata.get_input_schema()
+        answer = scoring_server.invocations(body.encode(), "application/json", pyfunc, schema)
+        return answer.status, answer.response
+    except MlflowException as e:
+        return e.get_http_status_code(), e.message
+
+
+def twice(rows: pd.DataFrame, column: str) -> str:
+    """A dataframe_split request with `column` sent a second time (pandas' to_dict drops a repeated column)."""
+    split = rows.to_dict(orient="split", index=False)
+    data = [[*r, r[split["columns"].index(column)]] for r in split["data"]]
+    return json.dumps({"dataframe_split": {"columns": [*split["columns"], column], "data": data}})
+
+
+def test_params_and_column_names_mlflow_checks_first_are_refused_with_the_reason(make_cfg, store, weather):
+    """MLflow checks params and column names against the signature before the Forecaster sees a request: a wrong
+    param (or a column sent twice) got a 400 that began with a dump of every row sent, an unknown param was ignored."""
+    _, pyfunc = logged(make_cfg, store, "ridge")
+    rows = request_rows(weather, 400, pyfunc.metadata.metadata["history"] + 3)
+    split = rows.to_dict(orient="split", index=False)
+
+    def with_params(params) -> str:
+        return json.dumps({"dataframe_split": split, "params": params})
+
+    bad = {
+        "a string for a boolean": (with_params({"all_origins": "true"}), 'params "all_origins" must be true or false'),
+        "a number for a boolean": (with_params({"all_origins": 1}), "must be true or false, not 1"),
+        "a list for a boolean": (with_params({"all_origins": [True]}), "must be true or false, not [true]"),
+        "an unknown param": (with_params({"all_origin": True}), "unknown params ['all_origin']: this model takes"),
+        "params not an object": (with_params([True]), "params must be a JSON object"),
+        "the time column twice": (twice(rows, "date"), "column(s) ['date'] sent more than once"),
+        "a numeric column twice": (twice(rows, "temp_max"), "column(s) ['temp_max'] sent more than once"),
+    }
+    for name, (body, fragment) in bad.items():
+        status, message = score(pyfunc, body)
+        assert status == 400 and fragment in message, (name, status, message[:500])
+        assert "Failed to predict" not in message, name
+    for params, origins in (({"all_origins": True}, 4), ({"all_origins": None}, 1), ({}, 1)):
+        status, answer = score(pyfunc, with_params(params))
+        assert status == 200 and len(json.loads(answer)["predictions"]) == origins, (params, answer)
+
+
 @pytest.mark.parametrize(
     ("features", "served"),
     [
@@ -237,6 +285,12 @@ def test_live_server_matches_offline_and_rejects_bad_requests(server, weather, m
         "infinite": (records(changed({(len(rows) - 3, "temp_min"): float("inf")})), "temp_min = inf at"),
         "empty": (json.dumps({"dataframe_records": []}), "empty request"),
         "unknown columns only": (records(rows.add_prefix("x_")), "none of its columns is one the model reads"),
+        # checked by MLflow before the model sees the request (see check_what_mlflow_checks_first)
+        "param of the wrong type": (
+            json.dumps({"dataframe_records": rows.to_dict(orient="records"), "params": {"all_origins": "yes"}}),
+            'params "all_origins" must be true or false, not "yes"',
+        ),
+        "a column twice": (twice(rows, "date"), "column(s) ['date'] sent more than once"),
         "not JSON": ("{not json", ""),
         "no body": ("", ""),
     }
