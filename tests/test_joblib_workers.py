@@ -122,24 +122,31 @@ def test_one_job_runs_in_process_and_is_not_warmed():
     assert _joblib.warm_workers(cfg) is None
 
 
-def test_a_parallel_sweep_runs_with_a_temp_dir_too_long_for_a_socket(tmp_path, short_csv):
-    """Unix sockets take ~107 characters: the fork server's and the tracking process's live in $TMPDIR. Both step
-    aside (loky's own start, workers writing to MLflow themselves) instead of every launch dying."""
+def parallel_sweep(temp, *args):
+    """A sweep on 2 joblib workers, with `temp` as its TMPDIR."""
     import subprocess
 
-    from tests.conftest import ROOT, sweep_args, sweep_command
+    from tests.conftest import ROOT, sweep_command
 
-    long_tmp = tmp_path / ("t" * 100)
-    long_tmp.mkdir()
-    args = [*sweep_args(tmp_path, short_csv), "model=ridge", "search.n_trials=4", "sweep.select=false"]
-    out = subprocess.run(
-        sweep_command(*args, "charts.trials=none", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+    return subprocess.run(
+        sweep_command(*args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "TMPDIR": str(long_tmp)},
+        env={**os.environ, "TMPDIR": str(temp)},
     )
+
+
+def test_a_parallel_sweep_runs_with_a_temp_dir_too_long_for_a_socket(tmp_path, short_csv):
+    """Unix sockets take ~107 characters: the fork server's and the tracking process's live in $TMPDIR. Both step
+    aside (loky's own start, workers writing to MLflow themselves) instead of every launch dying."""
+    from tests.conftest import sweep_args
+
+    long_tmp = tmp_path / ("t" * 100)
+    long_tmp.mkdir()
+    args = [*sweep_args(tmp_path, short_csv), "model=ridge", "search.n_trials=4", "sweep.select=false"]
+    out = parallel_sweep(long_tmp, *args, "charts.trials=none")
     assert out.returncode == 0 and "a worker died" not in out.stdout + out.stderr, out.stderr[-3000:]
     assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) == 4
 
@@ -149,7 +156,7 @@ def test_released_workers_leave_no_temp_files(tmp_path, short_csv):
     a temp folder per worker, which the sweep removes with them."""
     import subprocess
 
-    from tests.conftest import ROOT, sweep_args, sweep_command
+    from tests.conftest import sweep_args
 
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -159,20 +166,7 @@ def test_released_workers_leave_no_temp_files(tmp_path, short_csv):
     (temp / f"{_joblib.WORKER_TEMP}{gone.pid}-abc").mkdir()
     (temp / f"{_joblib.WORKER_TEMP}{os.getpid()}-abc").mkdir()
     args = [*sweep_args(tmp_path, short_csv), "model=ridge", "search.n_trials=4", "sweep.select=false"]
-    out = subprocess.run(
-        sweep_command(
-            *args,
-            "model.train._target_=tests.sweep_helpers.temp_until_exit",
-            "charts.trials=none",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TMPDIR": str(temp)},
-    )
+    out = parallel_sweep(temp, *args, "model.train._target_=tests.sweep_helpers.temp_until_exit", "charts.trials=none")
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list(tmp_path.glob("sweeps/s/ridge/[0-9]*"))) == 4
     left = [p.name for p in temp.rglob("*") if p.name.startswith(("until-exit-", _joblib.WORKER_TEMP))]
@@ -180,27 +174,12 @@ def test_released_workers_leave_no_temp_files(tmp_path, short_csv):
 
 
 def test_a_parallel_sweep_that_fails_leaves_no_temp_folders(tmp_path, short_csv):
-    import subprocess
-
-    from tests.conftest import ROOT, sweep_args, sweep_command
+    from tests.conftest import sweep_args
 
     temp = tmp_path / "tmp"
     temp.mkdir()
     (tmp_path / "afile").write_text("not a folder")
-    args = [a for a in sweep_args(tmp_path, short_csv) if not a.startswith("tracking.uri=")]
-    out = subprocess.run(
-        sweep_command(
-            *args,
-            f"tracking.uri=sqlite:///{tmp_path}/afile/mlflow.db",
-            "model=ridge",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TMPDIR": str(temp)},
-    )
+    args = [a for a in sweep_args(tmp_path, short_csv, new_store=True) if not a.startswith("tracking.uri=")]
+    out = parallel_sweep(temp, *args, f"tracking.uri=sqlite:///{tmp_path}/afile/mlflow.db", "model=ridge")
     assert out.returncode == 2 and "cannot reach the MLflow tracking store" in out.stderr, out.stderr[-3000:]
     assert not [p.name for p in temp.iterdir() if p.name.startswith(_joblib.WORKER_TEMP)]
