@@ -141,7 +141,8 @@ def study_of(states: str, name: str = "s/xgb"):
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """chart file -> what it shows: its title, the points of its scatter plots and its bars' lengths."""
+    """chart file -> what it shows: its title, the points of its scatter plots, its bars' lengths and the x ticks
+    in view."""
     from flowork.charts import sweep as sweep_charts_module
 
     seen = {}
@@ -153,6 +154,7 @@ def drawn(monkeypatch):
             "title": fig.get_suptitle(),
             "points": [[tuple(xy) for xy in c.get_offsets()] for c in ax.collections],
             "bars": [p.get_width() for p in ax.patches],
+            "x_ticks": [x for x in ax.get_xticks() if ax.get_xlim()[0] <= x <= ax.get_xlim()[1]],
         }
         return save(fig, path)
 
@@ -184,6 +186,16 @@ def test_sweep_charts_plot_cv_scores_of_complete_trials_only(states, plotted, im
     )
     assert trial_numbers == plotted
     assert [y for _, y in drawn["metric_vs_duration.png"]["points"][0]] == cv_scores
+
+
+@pytest.mark.parametrize("states", ["C", "FC", "CPPP", "CC", "C" * 12])
+def test_the_history_chart_ticks_trial_numbers_as_integers(states, drawn, tmp_path):
+    """A study with one complete trial spans no width on the x axis: its ticks were at 0.015 steps."""
+    from flowork.charts.sweep import history
+
+    history(study_of(states), tmp_path / "history.png", "mae", "°C")
+    ticks = drawn["history.png"]["x_ticks"]
+    assert ticks and all(float(x).is_integer() for x in ticks), ticks
 
 
 def test_the_importance_chart_shows_fanova_importances(drawn, tmp_path):

@@ -53,7 +53,9 @@ def history(study: Any, out: Path, metric: str, unit: str) -> Path:
     )
     ax.scatter([t.number for t in trials], values, color=MUTED, s=14, label="trial")
     ax.plot([t.number for t in trials], best, color=FORECAST, label="best so far")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # trial numbers are integers; min_n_ticks=1: with one trial the axis spans less than 1, and the locator's
+    # default (2 ticks at least) falls back to fractional ones there (0.015 steps)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.legend()
     return save(fig, out)
 
