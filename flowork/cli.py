@@ -59,7 +59,7 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
 
     from flowork.schema import check_yaml_syntax
     from flowork.select import study_rows
-    from flowork.studies import default_storage, is_sweep_name, open_storage, sweep_studies
+    from flowork.studies import check_experiment, default_storage, is_sweep_name, open_storage, sweep_studies
     from flowork.tracking import tracker_for
 
     root = Path.cwd()
@@ -96,6 +96,7 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
             ) from None
 
     cfg = compose_cfg([f"sweep.name={name}"])
+    check_experiment(store, name, str(cfg.tracking.experiment))
     tracker = tracker_for(cfg.tracking, str(root))
     parents = tracker.client.search_runs(
         [tracker.experiment_id], f"tags.`flowork.sweep` = '{name}' and tags.`flowork.role` = 'sweep'", max_results=1

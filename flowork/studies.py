@@ -29,6 +29,7 @@ RERUN_OF = "rerun_of"  # user attr on a trial enqueued again because a worker pr
 # as the study user attr PROCESS + "<host> <pid>" = its last heartbeat (time.time(); 0 once it ended), and tags its
 # trials' MLflow runs PROCESS_TAG = "<host> <pid>": a resume then closes only the trials no running command owns.
 PROCESS_TAG = "flowork.process"
+EXPERIMENT = "flowork.experiment"  # study user attr: the MLflow experiment its sweep's runs are in
 PROCESS = f"{PROCESS_TAG} "
 BEAT_SECONDS = 60.0
 STALE_SECONDS = 300.0  # a command on another machine whose heartbeat is older than this is taken as gone
@@ -221,3 +222,25 @@ def sweep_studies(storage: Any, sweep: str) -> list[str]:
     import optuna
 
     return sorted(s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(f"{sweep}/"))
+
+
+def check_experiment(storage: Any, sweep: str, experiment: str) -> None:
+    """A sweep's runs live in one MLflow experiment, the one its studies were created with: a command on the sweep
+    (a resume, select, report) that names another one would split the sweep across two experiments (the new runs
+    under a second sweep run, the champion compared with half the trials), so it is refused before any run exists."""
+    import optuna
+
+    saved = {
+        s.user_attrs[EXPERIMENT]
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.study_name.startswith(f"{sweep}/") and EXPERIMENT in s.user_attrs
+    }
+    if saved and saved != {experiment}:
+        own = sorted(saved)[0]  # one, unless two commands disagreed before this check existed
+        raise FloworkError(
+            f"sweep {sweep!r} tracks its runs in the MLflow experiment {own!r}, but this command names "
+            f"tracking.experiment={experiment!r}: the sweep would be split across two experiments",
+            where="the command line (or conf/config.yaml), key `tracking.experiment`",
+            fix=f"run the same command with tracking.experiment={own} to go on with sweep {sweep!r} in its own "
+            f"experiment; to track into {experiment!r}, start a new sweep (another sweep.name)",
+        )

@@ -121,6 +121,37 @@ def test_a_resumed_sweep_samples_new_trials_and_keeps_its_problem(tmp_path, shor
     assert len(trials(tmp_path, "s", "ridge")) == 4  # nothing ran, nothing was lost
 
 
+@pytest.mark.slow
+def test_a_sweep_resumed_with_another_experiment_is_refused(tmp_path, short_csv):
+    """Resumed with another tracking.experiment, a sweep would go on in a second experiment (a second sweep run,
+    its champion compared with half its trials): refused before any run or experiment is created."""
+    args = [*sweep_args(tmp_path, short_csv), "model=ridge", "data.backtest.folds=2", "charts.trials=none"]
+    assert sweep(*args, "search.n_trials=2", "sweep.select=false").returncode == 0
+    out = sweep(*args, "search.n_trials=4", "tracking.experiment=other")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "tracks its runs in the MLflow experiment 'temperature'" in out.stderr
+    assert "tracking.experiment='other'" in out.stderr and "tracking.experiment=temperature" in out.stderr
+    assert MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_experiment_by_name("other") is None
+    assert len(trials(tmp_path, "s", "ridge")) == 2
+
+
+def test_check_experiment_refuses_another_experiment_than_the_sweeps():
+    from flowork.errors import FloworkError
+    from flowork.studies import EXPERIMENT, check_experiment
+
+    storage = optuna.storages.InMemoryStorage()
+    for name, experiment in (("s/ridge", "temperature"), ("s2/ridge", "other"), ("old/ridge", None)):
+        study = optuna.create_study(study_name=name, storage=storage)
+        if experiment is not None:
+            study.set_user_attr(EXPERIMENT, experiment)
+    check_experiment(storage, "s", "temperature")
+    check_experiment(storage, "new", "other")  # a new sweep tracks where it is told
+    check_experiment(storage, "old", "other")  # a sweep from before the experiment was saved: as told
+    with pytest.raises(FloworkError, match="experiment 'temperature', but this command names .*'other'") as e:
+        check_experiment(storage, "s", "other")
+    assert "tracking.experiment=temperature" in e.value.render() and "another sweep.name" in e.value.render()
+
+
 def test_a_sweep_resumed_with_some_of_its_models_ranks_them_all(tmp_path, short_csv):
     args = [*sweep_args(tmp_path, short_csv), "data.backtest.folds=2", "charts.trials=best"]
     out = sweep(*args, "model=ridge,xgb", "search.n_trials=2", "model.params.n_estimators=20", "sweep.select=false")

@@ -66,7 +66,7 @@ class FloworkSweeperImpl:
 
     def _sweep(self, arguments: list[str]) -> Any:
         from flowork.select import check_model_name
-        from flowork.studies import is_sweep_name
+        from flowork.studies import check_experiment, default_storage, is_sweep_name, open_storage
         from flowork.tracking import Tracker, tracker_for
 
         # a Ray cluster is reached (or not) before any study or run exists; its CPUs size the workers
@@ -86,6 +86,10 @@ class FloworkSweeperImpl:
         model_name = str(self.config.tracking.model_name) if self.config.sweep.select else None
         tracker: Tracker | None = None
         try:
+            # absolute: a worker may start in another directory (a Ray node starts where `ray start` ran)
+            storage_url = self.config.sweep.storage or default_storage(os.path.abspath(sweep_dir))
+            storage = open_storage(storage_url)
+            check_experiment(storage, name, str(self.config.tracking.experiment))  # before the tracker creates it
             if self.workers_on_this_machine():  # tracked by a process of its own (tracking_service.py)
                 from flowork.tracking_service import queued_tracker
 
@@ -97,7 +101,7 @@ class FloworkSweeperImpl:
                 if model_name is not None:
                     check_model_name(model_name)
                 tracker = tracker_for(self.config.tracking, root)
-            board = self._run_sweep(arguments, name, sweep_dir, root, warming, slots, tracker)
+            board = self._run_sweep(arguments, name, sweep_dir, root, warming, slots, tracker, storage, storage_url)
         except BaseException:
             if warming is not None:  # the workers, and their temp folders, go with the sweep
                 warming.join()  # (a worker half-started when it is released prints a traceback)
@@ -111,18 +115,15 @@ class FloworkSweeperImpl:
         tracker.close()  # a queued tracker: returns once every write is applied
         return board
 
-    def _run_sweep(self, arguments, name, sweep_dir, root, warming, slots, tracker) -> Any:
+    def _run_sweep(self, arguments, name, sweep_dir, root, warming, slots, tracker, storage, storage_url) -> Any:
         from hydra.core.plugins import Plugins
         from optuna.trial import TrialState
 
         from flowork.select import champion, leaderboard, write_leaderboard
-        from flowork.studies import Presence, close_orphans, default_storage, open_storage, reruns_waiting
+        from flowork.studies import Presence, close_orphans, reruns_waiting
         from flowork.tracking import tracker_for
 
         uri = tracker.uri
-        # absolute: a worker may start in another directory (a Ray node starts where `ray start` ran)
-        storage_url = self.config.sweep.storage or default_storage(os.path.abspath(sweep_dir))
-        storage = open_storage(storage_url)
         quiet_optuna()
         plan, sweep_run = self.plan(arguments, name, storage, storage_url, tracker, uri)
         for s in plan.studies:  # a resumed sweep: what the stopped one left running is kept if complete, else closed
@@ -278,7 +279,7 @@ class FloworkSweeperImpl:
         from flowork.data import check_found
         from flowork.schema import validate
         from flowork.search import build_space, check_space_keys, key_of, overrides_of, split_arguments
-        from flowork.studies import study_name
+        from flowork.studies import EXPERIMENT, study_name
         from flowork.tracking import redact_overrides
 
         models, sweeps, plain = split_arguments(arguments)
@@ -337,6 +338,8 @@ class FloworkSweeperImpl:
                     fix="use a new sweep.name for a different metric",
                 )
             same_setup(study, setup_of(cfg, space.params), name)
+            if EXPERIMENT not in study.user_attrs:  # where the sweep's runs are, for its resumes (check_experiment)
+                study.set_user_attr(EXPERIMENT, str(self.config.tracking.experiment))
             deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
             studies.append(
                 StudyPlan(
