@@ -197,9 +197,9 @@ def report(
 
 
 def swept_chart_settings(s: Sweep) -> dict[str, Any]:
-    """charts.trials and charts.top_k as the sweep ran with them, from the config each study saved next to its
-    trials (<sweep dir>/<model>/.hydra/config.yaml; the newest, should a resume have changed them). {} when none was
-    saved (trials run on Ray's copy of the project, hydra.output_subdir=null): the project's current settings."""
+    """charts.trials and charts.top_k as the sweep ran with them, from the config the sweep saved for each study
+    next to its trials (<sweep dir>/<model>/.hydra/config.yaml, whatever the launcher; the newest, should a resume
+    have changed them). {} when none was saved (hydra.output_subdir=null): the project's current settings."""
     from omegaconf import OmegaConf
 
     subdir = s.cfg.hydra.output_subdir

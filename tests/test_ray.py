@@ -283,14 +283,17 @@ def test_ray_ships_the_project_to_its_workers(cluster, tmp_path, grpc_storage):
         shutil.copytree(ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__", "local"))
     proxy_url, database = grpc_storage
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    out = run_cli("model=ridge", "search.n_trials=2", "charts.trials=none", "sweep.name=shipped",
+    out = run_cli("model=ridge", "search.n_trials=2", "charts.trials=none", "charts.top_k=5", "sweep.name=shipped",
                   f"sweep.storage={proxy_url}",
                   f"tracking.uri={store}", f"tracking.artifact_location=file://{tmp_path}/artifacts",
                   "hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster.address}",
                   "+hydra.launcher.ray.init.runtime_env.working_dir=.", cwd=project)  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
     assert (project / "multirun" / "shipped" / "leaderboard.md").exists()  # the sweep's own outputs
-    assert not (project / "multirun" / "shipped" / "ridge").exists()  # ...but no trial ran in the project
+    assert not list((project / "multirun" / "shipped").glob("ridge/[0-9]*"))  # ...but no trial ran in the project
+    # the study's config is saved with the sweep, as under joblib: `flowork report` draws with its chart settings
+    saved = OmegaConf.load(project / "multirun" / "shipped" / "ridge" / ".hydra" / "config.yaml")
+    assert (saved.charts.trials, saved.charts.top_k, saved.model.name) == ("none", 5, "ridge")
     shipped_trials = list(Path(cluster.temp_dir).glob("**/working_dir_files/*/multirun/shipped/ridge/0"))
     assert shipped_trials, "the trials did not run in Ray's copy of the project"
     study = optuna.load_study(study_name="shipped/ridge", storage=database)  # behind the proxy

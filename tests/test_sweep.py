@@ -152,6 +152,27 @@ def test_check_experiment_refuses_another_experiment_than_the_sweeps():
     assert "tracking.experiment=temperature" in e.value.render() and "another sweep.name" in e.value.render()
 
 
+def test_the_sweep_saves_each_studys_config_next_to_its_trials(tmp_path):
+    """By the sweep's own process, whatever the launcher: `flowork report` reads the charts settings there (a Ray
+    worker in a shipped copy of the project would save it in that copy)."""
+    from hydra import compose, initialize_config_dir
+
+    from hydra_plugins.flowork_sweeper._impl import save_study_configs
+    from hydra_plugins.flowork_sweeper._worker import StudyPlan
+
+    overrides = [f"hydra.sweep.dir={tmp_path}/s", "model=xgb", "charts.top_k=7", "+model.params.api_token=hunter2"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        composed = compose("config", overrides=overrides, return_hydra_config=True)
+    plan = StudyPlan("xgb", "s/xgb", overrides, {}, 3, None, "", composed)
+    save_study_configs([plan])
+    saved = OmegaConf.load(tmp_path / "s" / "xgb" / ".hydra" / "config.yaml")
+    assert (saved.model.name, saved.charts.top_k, saved.model.params.api_token) == ("xgb", 7, "***")
+    assert "hydra" not in saved
+    composed.hydra.output_subdir = None  # Hydra's way to keep no .hydra/ folders
+    save_study_configs([StudyPlan("ridge", "s/ridge", [], {}, 3, None, "", composed)])
+    assert not (tmp_path / "s" / "ridge").exists()
+
+
 def test_a_sweep_resumed_with_some_of_its_models_ranks_them_all(tmp_path, short_csv):
     args = [*sweep_args(tmp_path, short_csv), "data.backtest.folds=2", "charts.trials=best"]
     out = sweep(*args, "model=ridge,xgb", "search.n_trials=2", "model.params.n_estimators=20", "sweep.select=false")

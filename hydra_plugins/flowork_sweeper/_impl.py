@@ -361,6 +361,7 @@ class FloworkSweeperImpl:
                 f"swept key(s) {unused} exist in none of the models' configs",
                 fix="check the key names with `python -m flowork model=NAME --cfg job`",
             )
+        save_study_configs(studies)  # once every study is checked: a refused resume leaves the saved ones alone
         sweep_run = tracker.find_or_start(name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
         for s in studies:
             tags = {"flowork.sweep": name, "flowork.study": s.name, "flowork.role": "study"}
@@ -525,6 +526,22 @@ def raise_worker_errors(returns: Any) -> None:
             if isinstance(error, FloworkError):
                 raise error
             raise RuntimeError(f"a sweep worker failed: {type(error).__name__}: {error}") from error
+
+
+def save_study_configs(studies: list[StudyPlan]) -> None:
+    """Each study's composed config next to its trials, <sweep dir>/<model>/.hydra/config.yaml (`flowork report`
+    draws with the charts settings it holds). Written by the sweep's own process whatever the launcher: a Ray worker
+    running in a shipped copy of the project would write it into that copy, on its node."""
+    from flowork.tracking import redact
+
+    for s in studies:
+        if s.config is None or s.config.hydra.output_subdir is None:
+            continue
+        task = OmegaConf.masked_copy(s.config, [key for key in s.config if key != "hydra"])
+        folder = Path(str(s.config.hydra.sweep.dir), s.model, str(s.config.hydra.output_subdir))
+        folder.mkdir(parents=True, exist_ok=True)
+        plain = OmegaConf.to_container(task, enum_to_str=True)  # interpolations (${oc.env:...}) kept as written
+        folder.joinpath("config.yaml").write_text(OmegaConf.to_yaml(redact(plain)))
 
 
 def has_key(cfg: DictConfig, key: str) -> bool:

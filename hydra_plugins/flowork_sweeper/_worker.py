@@ -26,7 +26,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from flowork.tracking import redact, redact_overrides
+from flowork.tracking import redact_overrides
 
 log = logging.getLogger("flowork.sweep")
 UNTOLD = 16  # trials a parallel worker runs ahead of the tracking process's writes at most (see TrialWorker)
@@ -320,7 +320,8 @@ class TrialWorker:
         Not Hydra's `run_job`: it deep-copies the whole config twice and writes three YAML files per job, ~100 ms
         a trial here, most of what a fast trial costs. A study's trials share one composed config in which only the
         sampled keys change (`study_job`), and each trial's resolved config is logged to its MLflow run anyway, so
-        a trial's dir keeps its log and `.hydra/overrides.yaml` (the study's config is in `<model>/.hydra/`)."""
+        a trial's dir keeps its log and `.hydra/overrides.yaml` (the sweep saves the study's config in
+        `<model>/.hydra/`, _impl.save_study_configs)."""
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import _flush_loggers, configure_log, env_override
 
@@ -389,11 +390,6 @@ class TrialWorker:
             if composed is None or self.relocated:
                 composed = self.hydra_context.config_loader.load_sweep_config(self.config, overrides[:n_fixed])
             job = self.jobs[s.name] = StudyJob.of(composed)
-            if job.config.hydra.output_subdir is not None:  # the study's composed config, once, next to its trials
-                study_dir = Path(str(job.config.hydra.sweep.dir), s.model, str(job.config.hydra.output_subdir))
-                study_dir.mkdir(parents=True, exist_ok=True)
-                task = OmegaConf.to_container(job.task, enum_to_str=True)  # interpolations (${oc.env:...}) kept
-                study_dir.joinpath("config.yaml").write_text(OmegaConf.to_yaml(redact(task)))
         if not job.groups.isdisjoint(params):
             return StudyJob.of(self.hydra_context.config_loader.load_sweep_config(self.config, overrides))
         try:
