@@ -361,11 +361,13 @@ class FloworkSweeperImpl:
                 f"swept key(s) {unused} exist in none of the models' configs",
                 fix="check the key names with `python -m flowork model=NAME --cfg job`",
             )
-        save_study_configs(studies)  # once every study is checked: a refused resume leaves the saved ones alone
         sweep_run = tracker.find_or_start(name, {"flowork.sweep": name, "flowork.role": "sweep"}, None)
         for s in studies:
             tags = {"flowork.sweep": name, "flowork.study": s.name, "flowork.role": "study"}
             s.run_id = tracker.find_or_start(s.model, tags, sweep_run)
+        # after every check and the sweep's runs: a refused resume leaves the saved configs as they were, and a new
+        # sweep stopped before its runs exist leaves no folder in multirun/ (remove_if_unused)
+        save_study_configs(studies)
         sweep_plan = SweepPlan(
             sweep=name,
             storage=storage_url,
