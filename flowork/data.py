@@ -330,6 +330,61 @@ def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
         )
 
 
+def on_grid(df: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """`df` with a row for every `freq` step from its first time to its last. Missing steps (a meter offline for two
+    days) become rows of missing values, for features.clean to fill or leave: `horizon` and the lags count rows, so
+    a skipped step would silently shift them. Times off the grid, or a grid the data fills less than half of (a
+    data.freq finer than the data's spacing), are an error (check_freq's)."""
+    try:
+        check_freq(df.index, freq)
+        return df
+    except FloworkError:
+        grid = fillable_grid(df.index, freq)
+        if grid is None:
+            raise
+    missing = grid.difference(df.index)
+    log.warning(
+        "the data has no row for %d of its %d %r steps (first %s): added as rows of missing values, for "
+        "features.clean to fill",
+        len(missing),
+        len(grid),
+        freq,
+        missing[0],
+    )
+    return df.reindex(grid)
+
+
+def fillable_grid(index: pd.DatetimeIndex, freq: str) -> pd.DatetimeIndex | None:
+    """Every `freq` step from the first time to the last, when each time is one of them and they are at least half
+    present; else None."""
+    try:
+        grid = pd.date_range(index[0], index[-1], freq=freq, name=index.name)
+    except ValueError:  # an unknown alias: check_freq's error says so
+        return None
+    return grid if index.isin(grid).all() and 2 * len(index) >= len(grid) else None
+
+
+def spacing(index: pd.DatetimeIndex) -> str:
+    """The step between rows as a pandas alias, for data.freq: null: pandas' inferred frequency, else (a gap in the
+    rows) the most common time between consecutive rows, with a warning that it is a guess."""
+    own = pd.infer_freq(index) if len(index) >= 3 else None
+    if own:
+        return own
+    if len(index) < 2:
+        raise FloworkError(
+            "data.freq is null and there are too few rows to tell their spacing",
+            where=f"{WHERE}, key `data.freq`",
+            fix="set data.freq to the data's spacing (a pandas offset alias: D, h, W-SUN, MS, ...)",
+        )
+    step = pd.tseries.frequencies.to_offset(pd.Series(index).diff().mode().iloc[0]).freqstr
+    log.warning(
+        "data.freq is null and the rows are not evenly spaced: the model's forecasts are dated `horizon` steps of "
+        "%r (the most common spacing) after their row; set data.freq to the data's spacing (D, h, MS, ...)",
+        step,
+    )
+    return step
+
+
 def load(data_cfg: Any, root: str) -> pd.DataFrame:
     """The dataset of `data_cfg` as a frame indexed by time, with the target column checked."""
     return load_with_digest(data_cfg, root)[0]
@@ -358,7 +413,9 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
                 where=f"{WHERE}, key `data.uri`",
                 fix="point data.uri at a file with observations below its header",
             )
-        df = set_time_index(frame, data_cfg.time_column, data_cfg.freq, time_format=time_format)
+        df = set_time_index(frame, data_cfg.time_column, time_format=time_format)
+        if data_cfg.freq:
+            df = on_grid(df, data_cfg.freq)
         warn_text_among_numbers(df)
         warn_missing_codes(df)
         frame_digest = digest(df)

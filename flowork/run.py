@@ -269,14 +269,14 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
             fix="check the model's predictions and the metric (mape is undefined when the target can be 0)",
         )
     model_uri = (
-        log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id, where_model)
+        log_final_model(cfg, root, raw, clean, pipeline, train, X, y, tracker, run_id, where_model)
         if cfg.tracking.log_model
         else None
     )
     return JobResult(mean, std, hold.score, run_id, model_uri)
 
 
-def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id, where: str) -> str:
+def log_final_model(cfg, root, raw, clean, pipeline, train, X, y, tracker, run_id, where: str) -> str:
     """Refit on every labelled row (DESIGN §4: the serving fit) and log it as a pyfunc that takes raw rows."""
     from flowork.backtest import FIT_FIX
     from flowork.serving import Forecaster, ForecastSpec, labels_read, log_forecaster, required_history
@@ -290,7 +290,7 @@ def log_final_model(cfg, root, raw, pipeline, train, X, y, tracker, run_id, wher
         time_format=cfg.data.time_format,
         target=cfg.data.target.column,
         horizon=cfg.data.target.horizon,
-        freq=cfg.data.freq or pd.infer_freq(raw.index) or "D",
+        freq=cfg.data.freq or data.spacing(clean.index),
         columns=list(map(str, raw.columns)),
         history=history,
         features=list(map(str, X.columns)),

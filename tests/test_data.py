@@ -73,8 +73,8 @@ def broken(weather: pd.DataFrame, how: str) -> pd.DataFrame:
         df.loc[[5, 6], "date"] = df.loc[[6, 5], "date"].to_numpy()
     elif how == "unparsable":
         df.loc[3, "date"] = "yesterday"
-    elif how == "gap":
-        df = df.drop(index=7)
+    elif how == "gaps":  # more steps missing than there are rows: the data's spacing is not data.freq
+        df = df.iloc[::3]
     elif how == "header only":
         df = df.head(0)
     elif how == "numbers":
@@ -88,7 +88,7 @@ def broken(weather: pd.DataFrame, how: str) -> pd.DataFrame:
         ("duplicate", "duplicate timestamps"),
         ("unsorted", "not sorted"),
         ("unparsable", "not timestamps"),
-        ("gap", "not a regular 'D' grid: row 7"),
+        ("gaps", "not a regular 'D' grid: row 1"),
         ("header only", "the data has no rows"),
         ("numbers", r"holds numbers \(int64, e.g. 2001\), not timestamps"),
     ],
@@ -294,3 +294,53 @@ def test_missing_value_codes_read_as_numbers_are_pointed_out(tmp_path, caplog, v
     with caplog.at_level("WARNING", logger="flowork.data"):
         data.load(cfg(str(tmp_path / "d.csv")), root="/")
     assert ("a missing-value code? read it as missing with data.read_options" in caplog.text) == warned
+
+
+def on_grid(hours: list[int], freq: str = "h") -> pd.DataFrame:
+    times = pd.Timestamp("2024-03-01") + pd.to_timedelta(hours, unit="h")
+    return data.on_grid(pd.DataFrame({"x": range(len(hours))}, index=pd.DatetimeIndex(times, name="t")), freq)
+
+
+@pytest.mark.parametrize(
+    ("hours", "freq", "rows", "missing"),
+    [
+        ([0, 1, 2, 3], "h", 4, 0),  # regular: unchanged
+        ([0, 1, 4, 5, 6], "h", 7, 2),  # a gap of two steps: two rows of missing values
+        ([0, 2, 4, 6, 8, 10, 14], "2h", 8, 1),
+    ],
+)
+def test_missing_steps_become_rows_of_missing_values(hours, freq, rows, missing, caplog):
+    out = on_grid(hours, freq)
+    assert len(out) == rows and int(out["x"].isna().sum()) == missing
+    assert out.index.name == "t" and (out.index == pd.date_range(out.index[0], periods=rows, freq=freq)).all()
+    assert ("no row for" in caplog.text) == bool(missing)
+
+
+@pytest.mark.parametrize(
+    ("hours", "freq", "message"),
+    [
+        ([0, 1, 2.5, 3], "h", "not a regular 'h' grid: row 2"),  # a time off the grid
+        ([0, 10, 20, 30], "h", "not a regular 'h' grid: row 1"),  # data.freq finer than the data: not filled
+    ],
+)
+def test_times_off_the_grid_are_not_filled(hours, freq, message):
+    with pytest.raises(FloworkError, match=message):
+        on_grid(hours, freq)
+
+
+@pytest.mark.parametrize(
+    ("hours", "step"),
+    [
+        ([0, 1, 2, 3], "h"),
+        ([0, 1, 2, 5, 6, 7, 8], "h"),  # a gap: the most common spacing, not a default of days
+        ([0, 24, 48, 96, 120], "D"),
+    ],
+)
+def test_spacing_of_rows_without_data_freq(hours, step):
+    assert data.spacing(pd.DatetimeIndex(pd.Timestamp("2024-03-01") + pd.to_timedelta(hours, unit="h"))) == step
+
+
+def test_a_file_with_a_missing_day_loads_on_the_daily_grid(tmp_path, weather):
+    weather.head(20).drop(index=[7, 8]).to_csv(tmp_path / "g.csv", index=False)
+    df = data.load(cfg(str(tmp_path / "g.csv")), root="/")
+    assert len(df) == 20 and df["temp_max"].isna().sum() == 2

@@ -250,3 +250,16 @@ def test_a_monthly_series_needs_only_a_data_config(make_cfg, store):
     params = MlflowClient(store).get_run(result.run_id).data.params
     assert params["data.freq"] == "MS" and params["data.target.column"] == "sst"
     assert 0.1 < result.holdout < 1.0  # °C, one month ahead
+
+
+def test_a_model_without_data_freq_dates_its_forecasts_by_the_data_spacing(tmp_path, make_cfg, weather):
+    """data.freq: null on hourly rows with a gap: the served forecast is `horizon` hours after the last row (it was
+    dated in days, pandas inferring no frequency from rows with a gap)."""
+    import mlflow
+    import pandas as pd
+
+    hourly = weather.head(300).assign(date=pd.date_range("2024-01-01", periods=300, freq="h")).drop(index=[100, 101])
+    hourly.to_csv(tmp_path / "hourly.csv", index=False)
+    cfg = make_cfg("model=ridge", f"data.uri={tmp_path / 'hourly.csv'}", "data.freq=null", "tracking.log_model=true")
+    pyfunc = mlflow.pyfunc.load_model(run(cfg, root=str(ROOT)).model_uri)
+    assert pyfunc.unwrap_python_model().spec.freq == "h"
