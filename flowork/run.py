@@ -240,6 +240,14 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
     y, label_time = y.reindex(X.index), label_time.reindex(X.index)
     # a row whose target value is missing has no label: neither trained on nor scored (as past the series' end)
     label_time = label_time.where(y.notna())
+    if not label_time.notna().any() and horizon >= len(clean):
+        raise FloworkError(
+            f"data.target.horizon={horizon} is longer than the data ({len(clean)} rows after cleaning): no row has "
+            f"a target value {horizon} steps later",
+            where="conf/data/<option>.yaml, key `data.target.horizon`",
+            fix="forecast fewer steps ahead (the horizon counts rows of data.freq, e.g. 24 = a day of hourly rows), "
+            "or use more data",
+        )
     if not label_time.notna().any():
         raise FloworkError(
             f"the target column {target!r} has no value to learn from "

@@ -176,6 +176,7 @@ ERRORS = [
     (["metric._target_=tests.test_run.no_args_metric"], "`no_args_metric` cannot be called", "no_args_metric()"),
     (["metric._target_=tests.test_run.text_metric"], "returned 'small', not a number", "metric._target_"),
     (["data.target.horizon=0"], "horizon must be >= 1", "data.target.horizon"),
+    (["data.target.horizon=400"], "data.target.horizon=400 is longer than the data (400 rows", "fewer steps ahead"),
     (["features.build.windows=[500]"], "features.build returned no rows from the 400 rows", "shorter windows"),
     (["features.build.lags=-3"], "lags and calendar must be >= 0", "check its arguments there"),  # the example's check
     (["data.backtest.folds=200"], "too few rows", "fewer folds"),
