@@ -72,7 +72,8 @@ def check_frame(out: object, step: str, where: str, index: pd.Index) -> None:
 
 
 def make_target(clean_df: pd.DataFrame, column: str, horizon: int) -> tuple[pd.Series, pd.Series]:
-    """y[t] = column at `horizon` rows after t, and the time that value is observed (NaT/NaN past the end)."""
+    """y[t] = column at `horizon` rows after t, and the time that value is observed (NaT past the end, or where the
+    value is missing)."""
     if horizon < 1:
         raise FloworkError(
             f"target horizon must be >= 1, got {horizon}",
@@ -85,7 +86,8 @@ def make_target(clean_df: pd.DataFrame, column: str, horizon: int) -> tuple[pd.S
             fix="keep the target column in the frame clean() returns",
         )
     y = clean_df[column].shift(-horizon).rename(f"{column}_t+{horizon}")
-    label_time = pd.Series(clean_df.index, index=clean_df.index).shift(-horizon)
+    # a missing target value is never observed: its row is neither trained on nor scored, as past the series' end
+    label_time = pd.Series(clean_df.index, index=clean_df.index).shift(-horizon).where(y.notna())
     return y, label_time
 
 

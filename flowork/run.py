@@ -238,8 +238,6 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
         CHECKED.add(features_key)  # same data + same feature config = same verdict: once per worker process
     y, label_time = make_target(clean, target, horizon)
     y, label_time = y.reindex(X.index), label_time.reindex(X.index)
-    # a row whose target value is missing has no label: neither trained on nor scored (as past the series' end)
-    label_time = label_time.where(y.notna())
     if not label_time.notna().any() and horizon >= len(clean):
         raise FloworkError(
             f"data.target.horizon={horizon} is longer than the data ({len(clean)} rows after cleaning): no row has "

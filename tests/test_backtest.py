@@ -92,3 +92,21 @@ def test_same_origins_for_every_model():
     b = backtest.folds(TIMES[30:], lt[30:], p)
     for fa, fb in zip(a, b, strict=True):
         assert TIMES[5:][fa.test].equals(TIMES[30:][fb.test])
+
+
+def test_a_missing_target_value_is_never_observed():
+    """Its row has no label time, so no fold trains on or scores it (the charts' holdout refit fitted on NaN)."""
+    df = pd.DataFrame({"v": [0.0, 1.0, np.nan, 3.0, 4.0]}, index=TIMES[:5])
+    y, label_time = make_target(df, "v", 1)
+    assert label_time.isna().tolist() == [False, True, False, False, True]
+
+
+def test_the_charts_refit_leaves_out_rows_without_a_label(make_cfg, tmp_path, weather):
+    from flowork.charts.refit import holdout_fit
+    from tests.conftest import ROOT
+
+    df = weather.head(400).copy()
+    df.loc[df.index[100:110], "temp_max"] = np.nan
+    df.to_csv(tmp_path / "gaps.csv", index=False)
+    fit = holdout_fit(make_cfg("model=ridge", f"data.uri={tmp_path / 'gaps.csv'}"), str(ROOT))
+    assert len(fit.X) > 0 and fit.y.notna().all()
