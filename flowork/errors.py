@@ -73,4 +73,16 @@ def call_user_code(what: str, fn: Callable[..., Any], *args: Any, where: str, fi
             if not os.path.abspath(f.filename).startswith(package) and "site-packages" not in f.filename
         ]
         at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-        raise FloworkError(f"{what} raised {type(e).__name__}: {e}{at}", where=where, fix=fix) from e
+        raise FloworkError(
+            f"{what} raised {type(e).__name__}: {e}{at}{columns_hint(e, args)}", where=where, fix=fix
+        ) from e
+
+
+def columns_hint(error: Exception, args: tuple[Any, ...]) -> str:
+    """For a KeyError naming a column the frame passed in does not have (`exog: [temp]` for `temperature`): that
+    frame's columns, which the KeyError alone does not show."""
+    frame = next((a for a in args if hasattr(a, "columns") and hasattr(a, "index")), None)
+    key = error.args[0] if isinstance(error, KeyError) and error.args else None
+    if frame is None or not isinstance(key, str) or key in frame.columns:
+        return ""
+    return f"; its frame has the columns {list(map(str, frame.columns))}"
