@@ -339,11 +339,12 @@ def darts_nbeats(
     for noise in (".*pin_memory", ".*LeafSpec", "Total length of", ".*does not have many workers"):
         warnings.filterwarnings("ignore", message=noise)
     torch.set_num_threads(1)
-    values = X.iloc[:, -1].to_numpy(float)
+    # rows whose window had a missing value are not in X: their newest value is interpolated from the training rows
+    # around it (darts needs a series without gaps)
+    newest = X.iloc[:, -1].asfreq(freq).interpolate()
+    values = newest.to_numpy(float)
     mean, scale = float(values.mean()), float(values.std()) or 1.0
-    series = TimeSeries.from_times_and_values(
-        pd.DatetimeIndex(X.index, freq=freq), ((values - mean) / scale).astype(np.float32)
-    )
+    series = TimeSeries.from_times_and_values(newest.index, ((values - mean) / scale).astype(np.float32))
     callbacks, val_series = [], None
     if validation_share > 0:
         from pytorch_lightning.callbacks import Callback
