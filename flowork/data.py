@@ -385,6 +385,25 @@ def spacing(index: pd.DatetimeIndex) -> str:
     return step
 
 
+def not_numeric(target: pd.Series) -> FloworkError:
+    """The error for a target column read as text, with what to set when its text is numbers written another way:
+    a decimal comma (12,5), or a few values such as 'n/a' or 'err' among numbers."""
+    values = target.dropna().astype(str)
+    text = values[pd.to_numeric(values, errors="coerce").isna()]
+    example = f", e.g. {text.iloc[0]!r} at {text.index[0]}" if len(text) else ""
+    fix = "forecast a numeric column, or convert it in the data"
+    if len(text) and pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce").notna().all():
+        fix = "the numbers have a decimal comma: set `read_options: {decimal: ','}` in the data config"
+    elif 0 < len(text) <= 0.1 * len(values):
+        codes = sorted(set(text))[:5]
+        fix = f"read the text as missing values with `read_options: {{na_values: {codes}}}`, or fix the file"
+    return FloworkError(
+        f"target column {target.name!r} is not numeric (dtype {target.dtype}{example})",
+        where=f"{WHERE}, key `data.target.column`",
+        fix=fix,
+    )
+
+
 def load(data_cfg: Any, root: str) -> pd.DataFrame:
     """The dataset of `data_cfg` as a frame indexed by time, with the target column checked."""
     return load_with_digest(data_cfg, root)[0]
@@ -430,9 +449,5 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
             fix=f"use one of the columns: {list(map(str, df.columns))}",
         )
     if not pd.api.types.is_numeric_dtype(df[column]):
-        raise FloworkError(
-            f"target column {column!r} is not numeric (dtype {df[column].dtype})",
-            where=f"{WHERE}, key `data.target.column`",
-            fix="forecast a numeric column, or convert it in the data",
-        )
+        raise not_numeric(df[column])
     return df, frame_digest

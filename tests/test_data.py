@@ -344,3 +344,20 @@ def test_a_file_with_a_missing_day_loads_on_the_daily_grid(tmp_path, weather):
     weather.head(20).drop(index=[7, 8]).to_csv(tmp_path / "g.csv", index=False)
     df = data.load(cfg(str(tmp_path / "g.csv")), root="/")
     assert len(df) == 20 and df["temp_max"].isna().sum() == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "message", "hint"),
+    [
+        (["12,5", "13,0", "11,25"], "not numeric (dtype object, e.g. '12,5' at", "read_options: {decimal: ','}"),
+        (["12.5", "err", *["13.0"] * 10], "e.g. 'err' at", "read_options: {na_values: ['err']}"),
+        (["warm", "cold", "warm"], "e.g. 'warm' at", "forecast a numeric column"),
+    ],
+)
+def test_a_target_read_as_text_says_how_to_read_it_as_numbers(tmp_path, values, message, hint):
+    frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=len(values)).astype(str), "temp_max": values})
+    frame.to_csv(tmp_path / "t.csv", sep=";", index=False)
+    c = cfg(str(tmp_path / "t.csv"), read_options={"sep": ";"})
+    with pytest.raises(FloworkError, match=re.escape(message)) as e:
+        data.load(c, root="/")
+    assert hint in e.value.render()
