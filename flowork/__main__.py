@@ -16,11 +16,12 @@ if __name__ == "__main__":
         sys.exit(2)
     from pathlib import Path
 
-    from flowork.search import widen
+    from flowork.search import multirun_first, widen
     from flowork.tracking_service import prestart
 
     conf = Path.cwd() / "conf"
-    sys.argv[1:] = widen(sys.argv[1:], [p.name for p in conf.iterdir() if p.is_dir()] if conf.is_dir() else [])
+    groups = [p.name for p in conf.iterdir() if p.is_dir()] if conf.is_dir() else []
+    sys.argv[1:] = widen(multirun_first(sys.argv[1:]), groups)
     prestart(sys.argv[1:])  # a sweep's tracking process, importing MLflow while Hydra starts
 
 import logging

@@ -160,6 +160,13 @@ def widen(argv: list[str], groups: Collection[str]) -> list[str]:
     ]
 
 
+def multirun_first(argv: list[str]) -> list[str]:
+    """`-m` / `--multirun` moved before the overrides: Hydra's argument parser takes overrides on one side of it
+    only, so `model=ridge -m search.n_trials=4` failed with "unrecognized arguments: search.n_trials=4"."""
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    return flags + [a for a in argv if a not in flags]
+
+
 def key_of(override_line: str) -> str:
     return override_line.split("=", 1)[0].lstrip("+~")
 

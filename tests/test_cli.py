@@ -195,3 +195,11 @@ def test_a_cli_command_given_to_python_m_flowork_says_where_it_belongs():
     out = subprocess.run([sys.executable, "-m", "flowork", "select", "--help"], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "run `flowork select --help`" in out.stderr
+
+
+def test_multirun_flag_may_come_before_more_overrides(tmp_path, short_csv):
+    """`-m` between overrides (Hydra's parser took none after it: "unrecognized arguments"); this sweep is then
+    refused by flowork's own check, before any trial."""
+    out = flowork("model=ridge", "-m", *store_args(tmp_path, short_csv), "data.target.horizon=1,7")
+    assert out.returncode == 2 and "unrecognized arguments" not in out.stderr
+    assert "['data.target.horizon'] would be searched" in out.stderr
