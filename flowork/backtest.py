@@ -38,6 +38,22 @@ class Fold:
     test: np.ndarray
 
 
+def observed_times(raw: pd.DataFrame, target: str) -> pd.DatetimeIndex:
+    """The data's times up to its last target value, which the backtest is planned on: rows after it (exogenous
+    values known ahead, a target not recorded yet) have no label to score, and the holdout would be empty."""
+    last = raw[target].last_valid_index()
+    times = raw.index if last is None else raw.index[raw.index <= last]
+    if len(times) < len(raw) and ("tail", len(raw), last) not in WARNED:
+        WARNED.add(("tail", len(raw), last))  # once a process, not once a trial
+        log.warning(
+            "the last %d rows have no %r value: the backtest and the holdout end at %s, its last value",
+            len(raw) - len(times),
+            target,
+            last,
+        )
+    return times
+
+
 def plan(times: pd.DatetimeIndex, folds: int, min_train: float, holdout: float, horizon: int) -> Plan:
     """Fold and holdout boundaries for a series with these timestamps."""
     n = len(times)

@@ -254,7 +254,8 @@ def evaluate(cfg, root, pipeline, train, metric, tracker, run_id, where_model, r
             fix="check the data file's target column and what features.clean does to it",
         )
     backtest_cfg = data_cfg.backtest
-    p = backtest.plan(raw.index, backtest_cfg.folds, backtest_cfg.min_train, data_cfg.holdout, horizon)
+    times = backtest.observed_times(raw, target)
+    p = backtest.plan(times, backtest_cfg.folds, backtest_cfg.min_train, data_cfg.holdout, horizon)
     fold_list = backtest.folds(X.index, label_time, p)
     results = backtest.run_folds(
         train, X, y, fold_list, metric, where_model, on_fold=reporter.start if reporter else None

@@ -202,6 +202,7 @@ def test_errors_say_what_and_how_to_fix(make_cfg, overrides, message, hint):
     ("blank", "message"),
     [
         (slice(200, 220), None),  # a stretch of missing target values: those rows are simply unlabelled
+        (slice(-100, None), None),  # none in the last 100 rows, more than the holdout: it ends at the last value
         (slice(None), "the target column 'temp_max' has no value to learn from (0 of 400 rows"),
     ],
 )

@@ -45,7 +45,11 @@ def holdout_fit(cfg: DictConfig, root: str) -> HoldoutFit:
     y, label_time = make_target(clean, cfg.data.target.column, cfg.data.target.horizon)
     y, label_time = y.reindex(X.index), label_time.reindex(X.index)
     p = backtest.plan(
-        raw.index, cfg.data.backtest.folds, cfg.data.backtest.min_train, cfg.data.holdout, cfg.data.target.horizon
+        backtest.observed_times(raw, cfg.data.target.column),
+        cfg.data.backtest.folds,
+        cfg.data.backtest.min_train,
+        cfg.data.holdout,
+        cfg.data.target.horizon,
     )
     final = backtest.folds(X.index, label_time, p)[-1]  # the holdout fold: trained on every development row
     t0 = time.perf_counter()
