@@ -79,3 +79,8 @@ def test_prophet_logs_no_error_when_plotly_is_missing():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "plotly" not in out.stderr + out.stdout
+
+
+def test_nbeats_on_too_few_rows_names_the_window_length(raw):
+    with pytest.raises(ValueError, match=r"windows of 60 values \(features.build.length\)"):
+        training_contract(cfg_of("model=darts_nbeats", "features.build.length=60"), raw.head(100), str(ROOT))

@@ -357,6 +357,12 @@ def darts_nbeats(
         cut = int(len(series) * (1 - validation_share))
         series, val_series = series[:cut], series[cut - X.shape[1] :]  # validation windows need their inputs
         callbacks = [Report()] if reporter else []
+    if len(series) < X.shape[1] + horizon:  # darts' own error says only that the series is too short
+        raise ValueError(
+            f"N-BEATS trains on windows of {X.shape[1]} values (features.build.length) plus the horizon ({horizon}), "
+            f"and this fit has {len(series)} values: shorten features.build.length, or give the first fold more "
+            "rows (data.backtest.min_train)"
+        )
     model = NBEATSModel(
         input_chunk_length=X.shape[1],
         output_chunk_length=horizon,
