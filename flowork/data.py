@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from flowork.errors import FloworkError
 
@@ -313,7 +314,8 @@ def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
             fix="use a pandas offset alias such as D, h, W, MS, or null to skip the check",
         ) from None
     if not index.equals(expected):
-        own = pd.infer_freq(index) if len(index) >= 3 else None  # the data's own regular spacing, if any
+        # the data's own spacing: regular, else the most common one (hourly rows with a gap, data.freq D)
+        own = (pd.infer_freq(index) if len(index) >= 3 else None) or common_step(index)
         bad = int((index != expected).argmax())
         off_grid = bad == 0  # the first time is not anchored as the alias is: a month end for MS, ...
         raise FloworkError(
@@ -323,11 +325,19 @@ def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
             else f"timestamps are not a regular {freq!r} grid: row {bad} is {index[bad]}, expected {expected[bad]}",
             where=f"{WHERE}, key `data.freq`",
             fix=f"set data.freq to the data's own spacing, {own!r}"
-            if own
+            if own and to_offset(own) != to_offset(freq)
             else "set data.freq to the data's spacing (a pandas offset alias: D, h, W-SUN, MS, ME, ...), or to null"
             if off_grid
-            else "fill the gaps in a clean() step (and set data.freq there), or set data.freq to null",
+            else "fix or remove the rows off the grid, or set data.freq to null (steps missing from the data are "
+            "filled as rows of missing values when at least half of the steps are there)",
         )
+
+
+def common_step(index: pd.DatetimeIndex) -> str | None:
+    """The most common time between consecutive rows as a pandas alias (None under two rows)."""
+    if len(index) < 2:
+        return None
+    return str(to_offset(pd.Series(index).diff().mode().iloc[0]).freqstr)
 
 
 def on_grid(df: pd.DataFrame, freq: str) -> pd.DataFrame:
@@ -370,13 +380,13 @@ def spacing(index: pd.DatetimeIndex) -> str:
     own = pd.infer_freq(index) if len(index) >= 3 else None
     if own:
         return own
-    if len(index) < 2:
+    step = common_step(index)
+    if step is None:
         raise FloworkError(
             "data.freq is null and there are too few rows to tell their spacing",
             where=f"{WHERE}, key `data.freq`",
             fix="set data.freq to the data's spacing (a pandas offset alias: D, h, W-SUN, MS, ...)",
         )
-    step = pd.tseries.frequencies.to_offset(pd.Series(index).diff().mode().iloc[0]).freqstr
     log.warning(
         "data.freq is null and the rows are not evenly spaced: the model's forecasts are dated `horizon` steps of "
         "%r (the most common spacing) after their row; set data.freq to the data's spacing (D, h, MS, ...)",
