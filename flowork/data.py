@@ -156,6 +156,22 @@ def read_frame(uri: str, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
         ) from None
 
 
+def column_fix(name: str, columns: pd.Index) -> str:
+    """How to name a column the data has: the file's names padded with spaces (`a, b` headers), or the closest."""
+    import difflib
+
+    names = list(map(str, columns))
+    padded = [c for c in names if c != c.strip() and c.strip() == name]
+    if padded:
+        return (
+            f"the file's column names have spaces around them ({padded[0]!r}): set "
+            "`read_options: {skipinitialspace: true}` in the data config, or remove the spaces from the file"
+        )
+    close = difflib.get_close_matches(name.lower(), [c.lower() for c in names], n=1)
+    guess = f"did you mean {names[[c.lower() for c in names].index(close[0])]!r}? " if close else ""
+    return f"{guess}use one of the columns: {names}"
+
+
 def set_time_index(
     df: pd.DataFrame,
     time_column: str,
@@ -174,7 +190,7 @@ def set_time_index(
             fix=f"the file looks {sep!r}-separated: set `read_options: {{sep: {sep!r}}}` in the data config "
             f"(on the command line: '+data.read_options={{sep: \"{sep}\"}}')"
             if sep
-            else f"use one of the columns: {list(map(str, df.columns))}",
+            else column_fix(time_column, df.columns),
         )
     column = df[time_column]
     first = column.iloc[0] if len(column) else None
@@ -456,7 +472,7 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
         raise FloworkError(
             f"target column {column!r} is not in the data",
             where=f"{WHERE}, key `data.target.column`",
-            fix=f"use one of the columns: {list(map(str, df.columns))}",
+            fix=column_fix(column, df.columns),
         )
     if not pd.api.types.is_numeric_dtype(df[column]):
         raise not_numeric(df[column])

@@ -363,3 +363,20 @@ def test_a_target_read_as_text_says_how_to_read_it_as_numbers(tmp_path, values, 
     with pytest.raises(FloworkError, match=re.escape(message)) as e:
         data.load(c, root="/")
     assert hint in e.value.render()
+
+
+@pytest.mark.parametrize(
+    ("change", "hint"),
+    [
+        ({"target": "load"}, "read_options: {skipinitialspace: true}"),  # header `date, load`
+        ({"time_column": "date"}, "spaces around them (' date')"),
+        ({"target": "Load"}, "did you mean ' load'?"),
+    ],
+)
+def test_a_column_not_in_the_data_says_which_is_meant(tmp_path, change, hint):
+    (tmp_path / "s.csv").write_text("day, date, load\n2020-01-01, x, 3.5\n2020-01-02, y, 4.5\n")
+    c = cfg(str(tmp_path / "s.csv"), time_column=change.get("time_column", "day"), freq=None)
+    c.target.column = change.get("target", "load")
+    with pytest.raises(FloworkError) as e:
+        data.load(c, root="/")
+    assert hint in e.value.render()
