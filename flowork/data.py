@@ -193,6 +193,8 @@ def set_time_index(
             else column_fix(time_column, df.columns),
         )
     column = df[time_column]
+    if time_format and pd.api.types.is_integer_dtype(column):  # 20160101 read as a number, laid out as %Y%m%d
+        column = column.astype(str)
     first = column.iloc[0] if len(column) else None
     # pandas reads numbers as ns after 1970; JSON requests carry them as numbers or text (pandas' to_json: epoch ms)
     numbers = pd.api.types.is_numeric_dtype(column) and column.notna().any()
@@ -200,7 +202,8 @@ def set_time_index(
         raise FloworkError(
             f"time column {time_column!r} holds numbers ({column.dtype}, e.g. {first}), not timestamps",
             where=f"{WHERE}, key `data.time_column`",
-            fix="write the times as dates or datetimes (e.g. 2012-01-01), or point data.time_column at one that is",
+            fix="write the times as dates or datetimes (e.g. 2012-01-01), set data.time_format to their layout "
+            "(e.g. '%Y%m%d' for 20120131), or point data.time_column at one that is",
         )
     try:
         times = to_datetime(column, time_format)

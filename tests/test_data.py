@@ -236,6 +236,12 @@ def test_times_that_do_not_parse_point_at_time_format(values, time_format):
     assert "You might want to try" not in text  # pandas' advice is about arguments flowork passes itself
 
 
+def test_times_written_as_numbers_are_read_with_their_time_format():
+    df = pd.DataFrame({"date": [20120131, 20120201], "x": [1.0, 2.0]})
+    out = data.set_time_index(df, "date", time_format="%Y%m%d")
+    assert list(out.index) == [pd.Timestamp("2012-01-31"), pd.Timestamp("2012-02-01")]
+
+
 def test_time_index_keeps_the_columns_asked_for():
     df = pd.DataFrame({"b": [1.0, 2.0], "date": ["2012-01-01", "2012-01-02"], "a": ["x", "y"]})
     out = data.set_time_index(df, "date", columns=["a", "b"])
