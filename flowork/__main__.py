@@ -71,12 +71,15 @@ def hide_command_line_secrets() -> None:
     """A single run's `.hydra/` files, as Hydra wrote them, keep no credential given on the command line (a sweep
     writes its trials' files itself, redacted)."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
     from flowork.tracking import redact_job_files
 
     hydra = HydraConfig.get()
     if hydra.output_subdir is not None:
-        redact_job_files(Path(hydra.runtime.output_dir, hydra.output_subdir), list(hydra.overrides.task))
+        # as typed: `key=${data.target.colum}` is resolved (and its typo reported) by the job's own checks
+        overrides = OmegaConf.to_container(hydra.overrides.task, resolve=False)
+        redact_job_files(Path(hydra.runtime.output_dir, hydra.output_subdir), list(map(str, overrides or [])))
 
 
 def is_single_run() -> bool:

@@ -203,3 +203,9 @@ def test_multirun_flag_may_come_before_more_overrides(tmp_path, short_csv):
     out = flowork("model=ridge", "-m", *store_args(tmp_path, short_csv), "data.target.horizon=1,7")
     assert out.returncode == 2 and "unrecognized arguments" not in out.stderr
     assert "['data.target.horizon'] would be searched" in out.stderr
+
+
+def test_an_interpolation_typo_on_the_command_line_is_a_config_error(tmp_path, short_csv):
+    out = flowork(*store_args(tmp_path, short_csv), "model=ridge", "features.build.target=${data.target.colum}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "Interpolation key 'data.target.colum' not found" in out.stderr and "features.build.target" in out.stderr
