@@ -341,6 +341,9 @@ def test_all_failed_sweep_exits_non_zero(tmp_path, short_csv):
     )
     assert out.returncode != 0
     assert "every trial of sweep 's' failed" in out.stderr and "Traceback" not in out.stderr
+    # its last message says why, not only how many (the trials' own messages scrolled by above it)
+    assert "nothing to select\n2 of them raised:\n  the training function" in out.stderr
+    assert "RuntimeError: scripted failure" in out.stderr.split("nothing to select")[-1]
 
 
 def test_a_sampled_value_of_the_wrong_type_fails_its_trial_not_the_sweep(tmp_path, short_csv):

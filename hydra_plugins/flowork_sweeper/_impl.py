@@ -211,7 +211,8 @@ class FloworkSweeperImpl:
             tracker.end(sweep_run, "FAILED")
             raise FloworkError(
                 f"sweep {name!r} stopped: {stop[0]} of its {stop[1]} trials failed (more than "
-                f"sweep.max_failure_rate={plan.max_failure_rate}); no champion selected",
+                f"sweep.max_failure_rate={plan.max_failure_rate}); no champion selected"
+                + most_common_failure(plan, trials_of),
                 where=f"{sweep_dir}/ (each trial's log) and the FAILED runs in MLflow (traceback.txt)",
                 fix=f"fix the cause, then resume: the same command with sweep.name={name} (its earlier failures no "
                 "longer count); or allow more failures with sweep.max_failure_rate",
@@ -219,7 +220,7 @@ class FloworkSweeperImpl:
         if not ok:
             tracker.end(sweep_run, "FAILED")
             raise FloworkError(
-                f"every trial of sweep {name!r} failed; nothing to select",
+                f"every trial of sweep {name!r} failed; nothing to select" + most_common_failure(plan, trials_of),
                 where=f"{sweep_dir}/ (each trial's log) and the FAILED runs in MLflow (traceback.txt)",
                 fix="fix the error in the trials' tracebacks, then re-run the same command to resume",
             )
@@ -617,3 +618,20 @@ def same_setup(study: Any, setup: dict[str, str], sweep: str) -> None:
             f"with ({shown}{'; ...' if len(changed) > 8 else ''}): its trials would no longer be comparable",
             fix=f"restore those settings to resume sweep {sweep!r}, or start a new sweep with another sweep.name",
         )
+
+
+def most_common_failure(plan: SweepPlan, trials_of: dict[str, list[Any]]) -> str:
+    """The error most of this command's failed trials raised, quoted: the sweep's last message then says why, not
+    only how many (the trials' own messages scrolled by above it)."""
+    from collections import Counter
+
+    errors = Counter(
+        t.user_attrs["error"]
+        for s in plan.studies
+        for t in trials_of[s.name]
+        if t.number >= s.first and t.state.name == "FAIL" and t.user_attrs.get("error")
+    )
+    if not errors:
+        return ""
+    error, n = errors.most_common(1)[0]
+    return f"\n{n} of them raised:\n  " + error.replace("\n", "\n  ")
