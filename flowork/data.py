@@ -455,6 +455,8 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
         df = cached.copy()
     else:
         frame = read_frame(uri, fmt, options)
+        if data_cfg.time_column in frame.index.names and data_cfg.time_column not in frame.columns:
+            frame = frame.reset_index()  # a parquet file written from a frame indexed by time keeps it as its index
         if len(frame) == 0:
             raise FloworkError(
                 f"the data has no rows (columns {list(map(str, frame.columns))})",

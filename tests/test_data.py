@@ -386,3 +386,9 @@ def test_a_column_not_in_the_data_says_which_is_meant(tmp_path, change, hint):
     with pytest.raises(FloworkError) as e:
         data.load(c, root="/")
     assert hint in e.value.render()
+
+
+def test_a_parquet_file_indexed_by_time_is_read(tmp_path, weather):
+    weather.head(20).assign(date=lambda d: pd.to_datetime(d["date"])).set_index("date").to_parquet(tmp_path / "i.pq")
+    df = data.load(cfg(str(tmp_path / "i.pq")), root="/")
+    assert len(df) == 20 and df.index.name == "date" and "temp_max" in df.columns
