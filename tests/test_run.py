@@ -178,6 +178,7 @@ ERRORS = [
     (["data.target.horizon=0"], "horizon must be >= 1", "data.target.horizon"),
     (["data.target.horizon=400"], "data.target.horizon=400 is longer than the data (400 rows", "fewer steps ahead"),
     (["features.build.windows=[500]"], "features.build returned no rows from the 400 rows", "shorter windows"),
+    (["features.build.lags=500"], "features.build returned no rows from the 400 rows", "fewer lags"),
     (["features.build.exog=[temp]"], "raised KeyError: 'temp'", "its frame has the columns ['precipitation', "),
     (["features.build.lags=-3"], "lags and calendar must be >= 0", "check its arguments there"),  # the example's check
     (["data.backtest.folds=200"], "too few rows", "fewer folds"),

@@ -44,7 +44,8 @@ def _shifted(a: np.ndarray, k: int) -> np.ndarray:
     if k == 0:
         return a
     out = np.full(len(a), np.nan)
-    out[k:] = a[: len(a) - k]
+    if k < len(a):  # else every row's lag is before the first one
+        out[k:] = a[: len(a) - k]
     return out
 
 
