@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
@@ -68,8 +70,6 @@ MISSING_CODES = (-99999.0, -9999.0, -999.0, 999.0, 9999.0, 99999.0)  # how many 
 def warn_missing_codes(df: pd.DataFrame) -> None:
     """A missing-value code read as a number (-9999 among temperatures): the model learns from it as a value and
     the served model's range guard widens to it. Logged, not an error: the value may be real."""
-    import numpy as np
-
     for column in df.select_dtypes(include="number").columns:
         values = df[column].to_numpy(dtype=float, na_value=np.nan)
         codes = np.isin(values, MISSING_CODES)
@@ -353,9 +353,15 @@ def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
 
 
 def common_step(index: pd.DatetimeIndex) -> str | None:
-    """The most common time between consecutive rows as a pandas alias (None under two rows)."""
+    """The spacing of most of the rows as a pandas alias, when a gap keeps pandas from inferring one: the alias most
+    short runs of rows have (MS, W-MON, h: a month is no fixed time), else the most common time between rows
+    (None under two rows)."""
     if len(index) < 2:
         return None
+    starts = sorted({int(i) for i in np.linspace(0, max(len(index) - 3, 0), num=min(200, len(index)))})
+    found = Counter(f for i in starts if len(run := index[i : i + 5]) >= 3 and (f := pd.infer_freq(run)))
+    if found:
+        return str(found.most_common(1)[0][0])
     return str(to_offset(pd.Series(index).diff().mode().iloc[0]).freqstr)
 
 

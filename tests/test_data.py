@@ -336,16 +336,22 @@ def test_times_off_the_grid_are_not_filled(hours, freq, message):
     assert message in e.value.render()
 
 
+def hours_from(hours: list[int]) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.Timestamp("2024-03-01") + pd.to_timedelta(hours, unit="h"))
+
+
 @pytest.mark.parametrize(
-    ("hours", "step"),
+    ("index", "step"),
     [
-        ([0, 1, 2, 3], "h"),
-        ([0, 1, 2, 5, 6, 7, 8], "h"),  # a gap: the most common spacing, not a default of days
-        ([0, 24, 48, 96, 120], "D"),
+        (hours_from([0, 1, 2, 3]), "h"),
+        (hours_from([0, 1, 2, 5, 6, 7, 8]), "h"),  # a gap: the most common spacing, not a default of days
+        (hours_from([0, 24, 48, 96, 120]), "D"),
+        (pd.date_range("2020-01-01", periods=30, freq="MS").delete(12), "MS"),  # months are no fixed time
+        (pd.date_range("2020-01-06", periods=30, freq="W-MON").delete(12), "W-MON"),
     ],
 )
-def test_spacing_of_rows_without_data_freq(hours, step):
-    assert data.spacing(pd.DatetimeIndex(pd.Timestamp("2024-03-01") + pd.to_timedelta(hours, unit="h"))) == step
+def test_spacing_of_rows_without_data_freq(index, step):
+    assert data.spacing(index) == step
 
 
 def test_a_file_with_a_missing_day_loads_on_the_daily_grid(tmp_path, weather):
