@@ -420,14 +420,20 @@ def spacing(index: pd.DatetimeIndex) -> str:
     return step
 
 
+THOUSANDS = r"\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*"  # 1,234.5
+DECIMAL_COMMA = r"\s*[-+]?\d*,\d+\s*"  # 12,5
+
+
 def not_numeric(target: pd.Series) -> FloworkError:
     """The error for a target column read as text, with what to set when its text is numbers written another way:
-    a decimal comma (12,5), or a few values such as 'n/a' or 'err' among numbers."""
+    thousands separators (1,234.5), a decimal comma (12,5), or a few values such as 'n/a' or 'err' among numbers."""
     values = target.dropna().astype(str)
     text = values[pd.to_numeric(values, errors="coerce").isna()]
     example = f", e.g. {text.iloc[0]!r} at {text.index[0]}" if len(text) else ""
     fix = "forecast a numeric column, or convert it in the data"
-    if len(text) and pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce").notna().all():
+    if len(text) and text.str.fullmatch(THOUSANDS).all() and text.str.contains(".", regex=False).any():
+        fix = "the numbers have thousands separators: set `read_options: {thousands: ','}` in the data config"
+    elif len(text) and text.str.fullmatch(DECIMAL_COMMA).all():
         fix = "the numbers have a decimal comma: set `read_options: {decimal: ','}` in the data config"
     elif 0 < len(text) <= 0.1 * len(values):
         codes = sorted(set(text))[:5]

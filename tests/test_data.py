@@ -364,6 +364,7 @@ def test_a_file_with_a_missing_day_loads_on_the_daily_grid(tmp_path, weather):
     ("values", "message", "hint"),
     [
         (["12,5", "13,0", "11,25"], "not numeric (dtype object, e.g. '12,5' at", "read_options: {decimal: ','}"),
+        (["999.5", "1,000.5", *["998.0"] * 10], "e.g. '1,000.5' at", "read_options: {thousands: ','}"),
         (["12.5", "err", *["13.0"] * 10], "e.g. 'err' at", "read_options: {na_values: ['err']}"),
         (["warm", "cold", "warm"], "e.g. 'warm' at", "forecast a numeric column"),
     ],
