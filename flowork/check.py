@@ -33,11 +33,16 @@ def options(conf: Path, group: str) -> list[str]:
     return sorted(p.stem for p in (conf / group).glob("*.yaml"))
 
 
-def attempt(check: str, fn: Callable[[], Any]) -> Result:
+def attempt(check: str, fn: Callable[[], Any], chosen: dict[str, str] | None = None) -> Result:
+    """Run one check. `chosen`: filled by `fn` with the config options it composed, so that an error raised deeper
+    down (loading data knows only conf/data/<option>.yaml) names the file."""
+    if chosen is not None:
+        chosen.clear()  # a composition that fails names no option of an earlier check
     try:
         detail = fn()
         return Result(check, True, str(detail or ""))
     except FloworkError as e:
+        e.name_options(chosen or {})
         return Result(check, False, e.render())
     except Exception as e:  # user code may raise anything: report it with where it came from
         where = traceback.extract_tb(e.__traceback__)[-1]
@@ -132,11 +137,14 @@ def checks(root: Path, rows: int) -> Iterator[Result]:
         return
     models = options(conf, "model")
 
+    chosen: dict[str, str] = {}  # the options of the check under way (attempt)
+
     def composed(*overrides: str) -> DictConfig:
         with initialize_config_dir(str(conf), version_base="1.3"):
             cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
         # the options chosen, so that an error names its file (conf/data/main.yaml); validate drops `hydra`
-        return validate(cfg, dict(cfg.hydra.runtime.choices))
+        chosen.update(cfg.hydra.runtime.choices)
+        return validate(cfg, dict(chosen))
 
     for group in GROUPS:
         for option in options(conf, group):
@@ -150,7 +158,7 @@ def checks(root: Path, rows: int) -> Iterator[Result]:
                     check_space_keys(cfg, [*space.params, *space.fixed], o, where)
                 return ""
 
-            yield attempt(f"compose {group}={option}", compose_option)
+            yield attempt(f"compose {group}={option}", compose_option, chosen)
     for model in models:
 
         def contract(m: str = model) -> str:
@@ -158,7 +166,7 @@ def checks(root: Path, rows: int) -> Iterator[Result]:
             raw = data.load(cfg.data, str(root)).head(rows)
             return training_contract(cfg, raw, str(root))
 
-        yield attempt(f"model {model}: features, leakage check, training contract", contract)
+        yield attempt(f"model {model}: features, leakage check, training contract", contract, chosen)
     for metric in options(conf, "metric"):
 
         def metric_contract(m: str = metric) -> str:
@@ -171,7 +179,7 @@ def checks(root: Path, rows: int) -> Iterator[Result]:
             value = score(np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0]))
             return f"{cfg.metric.direction}, {value:.3g} on a sample"
 
-        yield attempt(f"metric {metric}: metric(y_true, y_pred) -> number", metric_contract)
+        yield attempt(f"metric {metric}: metric(y_true, y_pred) -> number", metric_contract, chosen)
     for features in options(conf, "features"):
 
         def leakage(f: str = features) -> str:
@@ -187,4 +195,4 @@ def checks(root: Path, rows: int) -> Iterator[Result]:
             leakage_check(raw, pipeline, X)
             return f"{X.shape[1]} columns on the default data"
 
-        yield attempt(f"features {features}: leakage check", leakage)
+        yield attempt(f"features {features}: leakage check", leakage, chosen)

@@ -423,3 +423,17 @@ def test_a_new_project_installs_under_floworks_constraints(tmp_path):
     # and a wheel carries it where flowork finds the example project when installed (scaffold.example_source)
     data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
     assert data_files["share/flowork/example"] == ["constraints.txt"]
+
+
+def test_a_check_that_fails_loading_the_data_names_the_data_file(tmp_path):
+    """Loading the data knows only conf/data/<option>.yaml: the check names the option it composed."""
+    from flowork.check import run_checks
+
+    for folder in ("conf", "user_code", "data"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    data_cfg = tmp_path / "conf/data/seattle_weather.yaml"
+    data_cfg.write_text(data_cfg.read_text().replace("column: temp_max", "column: temp_maxx", 1))
+    failed = [r for r in run_checks(tmp_path) if not r.ok]
+    assert failed and "target column 'temp_maxx' is not in the data" in failed[0].detail
+    assert "conf/data/seattle_weather.yaml, key `data.target.column`" in failed[0].detail
+    assert "<option>" not in "".join(r.detail for r in failed)
