@@ -175,7 +175,6 @@ def column_fix(name: str, columns: pd.Index) -> str:
 def set_time_index(
     df: pd.DataFrame,
     time_column: str,
-    freq: str | None = None,
     columns: list[str] | None = None,
     time_format: str | None = None,
 ) -> pd.DataFrame:
@@ -221,8 +220,6 @@ def set_time_index(
     # with `columns`, one positional take: cheaper than selecting by name then dropping (serving does it per request)
     out = df.drop(columns=[time_column]) if columns is None else df.take(df.columns.get_indexer(columns), axis=1)
     out.index = pd.DatetimeIndex(times, name=time_column)
-    if freq:
-        check_freq(out.index, freq)
     return out
 
 
@@ -370,13 +367,10 @@ def on_grid(df: pd.DataFrame, freq: str) -> pd.DataFrame:
     days) become rows of missing values, for features.clean to fill or leave: `horizon` and the lags count rows, so
     a skipped step would silently shift them. Times off the grid, or a grid the data fills less than half of (a
     data.freq finer than the data's spacing), are an error (check_freq's)."""
-    try:
-        check_freq(df.index, freq)
+    grid = fillable_grid(df.index, freq)
+    if grid is None or len(grid) == len(df):
+        check_freq(df.index, freq)  # a regular grid passes; anything else is refused, saying why
         return df
-    except FloworkError:
-        grid = fillable_grid(df.index, freq)
-        if grid is None:
-            raise
     missing = grid.difference(df.index)
     log.warning(
         "the data has no row for %d of its %d %r steps (first %s): added as rows of missing values, for "
@@ -401,7 +395,7 @@ def fillable_grid(index: pd.DatetimeIndex, freq: str) -> pd.DatetimeIndex | None
 
 def spacing(index: pd.DatetimeIndex) -> str:
     """The step between rows as a pandas alias, for data.freq: null: pandas' inferred frequency, else (a gap in the
-    rows) the most common time between consecutive rows, with a warning that it is a guess."""
+    rows) the spacing of most of them (common_step), with a warning that it is a guess."""
     own = pd.infer_freq(index) if len(index) >= 3 else None
     if own:
         return own

@@ -49,7 +49,7 @@ CASES = {
 def fitted(model: str, overrides: list[str], weather):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={model}", *overrides])
-    raw = set_time_index(weather.head(300), "date", "D")
+    raw = set_time_index(weather.head(300), "date")
     pipeline = pipeline_of(cfg.features, model)
     X = pipeline(raw)
     y, _ = make_target(pipeline.cleaned(raw), "temp_max", 1)

@@ -27,7 +27,7 @@ def cfg_of(*overrides):
 
 @pytest.fixture(scope="module")
 def raw(weather):
-    return set_time_index(weather.head(360), "date", "D")
+    return set_time_index(weather.head(360), "date")
 
 
 @pytest.mark.parametrize("model", MODELS)

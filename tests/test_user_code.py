@@ -93,7 +93,7 @@ def test_example_fold_predictions_do_not_change_when_the_future_is_deleted(weath
 
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={model}"])
-    raw = set_time_index(weather, "date", "D")
+    raw = set_time_index(weather, "date")
     pipeline = pipeline_of(cfg.features, "conf/features")
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
     train = getattr(models, model)
@@ -170,7 +170,7 @@ def test_example_ensemble_config_trains_and_predicts(weather):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=["model=ensemble"])
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
-    X = pipeline_of(cfg.features, "conf/features")(set_time_index(weather, "date", "D")).iloc[:400]
+    X = pipeline_of(cfg.features, "conf/features")(set_time_index(weather, "date")).iloc[:400]
     y = pd.Series(X["temp_max_lag0"].to_numpy(), index=X.index)  # persistence as the label: a quick sanity fit
     blend = models.ensemble(X, y, **params)
     assert set(blend.members) == {"ridge", "xgb", "random_forest"}
