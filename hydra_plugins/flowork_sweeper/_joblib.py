@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -53,7 +54,7 @@ def warm_workers(config: DictConfig) -> Warming | None:
     workers = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
     if workers == 1:  # joblib runs a single job in this very process: nothing to warm
         return None
-    remove_worker_tempdirs(None)
+    remove_orphaned_worker_tempdirs()
     use_fork_server()
     warming = Warming(params, workers)
     warming.start()
@@ -123,20 +124,33 @@ def worker_tempdir(sweep_pid: int) -> None:
         os.environ["TMPDIR"] = tempfile.tempdir = tempfile.mkdtemp(prefix=prefix)
 
 
-def remove_worker_tempdirs(sweep_pid: int | None, own: bool = False) -> None:
-    """Remove the temp folders of the sweep's workers (`own`: in a worker, only its own). With no sweep: those of
-    this user's sweeps whose process has exited (killed, say, with no chance to remove them)."""
+def remove_worker_tempdirs(sweep_pid: int, own: bool = False) -> None:
+    """Remove the temp folders of the sweep's workers (`own`: in a worker, only its own)."""
     import glob
-    import shutil
     import tempfile
 
+    prefix = f"{WORKER_TEMP}{sweep_pid}-"
     here = tempfile.gettempdir()
-    if sweep_pid is None:
-        paths = [p for p in glob.glob(os.path.join(here, f"{WORKER_TEMP}*")) if not swept_by_a_live_process(p)]
-    elif own:
-        paths = [here] if os.path.basename(here).startswith(f"{WORKER_TEMP}{sweep_pid}-") else []
+    if own:
+        remove([here] if os.path.basename(here).startswith(prefix) else [])
     else:
-        paths = glob.glob(os.path.join(here, f"{WORKER_TEMP}{sweep_pid}-*"))
+        remove(glob.glob(os.path.join(here, f"{prefix}*")))
+
+
+def remove_orphaned_worker_tempdirs() -> None:
+    """Remove the worker temp folders of this user's sweeps whose process has exited (killed, say, with no chance
+    to remove them)."""
+    import glob
+    import tempfile
+
+    remove(
+        p for p in glob.glob(os.path.join(tempfile.gettempdir(), f"{WORKER_TEMP}*")) if not swept_by_a_live_process(p)
+    )
+
+
+def remove(paths: Iterable[str]) -> None:
+    import shutil
+
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
 
