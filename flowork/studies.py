@@ -56,9 +56,11 @@ def open_storage(url: str) -> Any:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
+        from flowork.journal_lock import JournalLock
+
         path = url.removeprefix("journal:")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return JournalStorage(JournalFileBackend(path))
+        return JournalStorage(JournalFileBackend(path, lock_obj=JournalLock(path)))
     try:
         return optuna.storages.get_storage(url)
     except Exception as e:

@@ -467,9 +467,12 @@ class Tracker:
             return str(run_id)
         return self.start(name, tags, parent_run_id)
 
-    def kill_running_children(self, parent_run_id: str, keep: Collection[int] = ()) -> None:
-        """End as KILLED the child runs a stopped sweep left RUNNING, except those of the trial numbers in `keep`."""
+    def kill_running_children(self, parent_run_id: str, keep: Collection[int] = (), owner: str | None = None) -> None:
+        """End as KILLED the child runs a stopped sweep left RUNNING, except those of the trial numbers in `keep`;
+        `owner`: only those of the sweep command `owner` (their tag flowork.process)."""
         query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+        if owner is not None:
+            query += f" and tags.`flowork.process` = '{owner}'"
         spared = {str(n) for n in keep}
         for r in self.client.search_runs([self.experiment_id], filter_string=query):
             if r.data.tags.get("flowork.trial") not in spared:

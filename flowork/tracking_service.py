@@ -37,6 +37,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
 from flowork.errors import FloworkError
+from flowork.shutdown import interrupts_deferred
 from flowork.tracking import _TRACKERS, Tracker, tracker_key
 from flowork.tracking_process import ADMIT
 
@@ -120,8 +121,8 @@ class QueuedTracker(Tracker):
         self.ends[run_id] = number = next(self.numbers)
         self._send("end", run_id, status, number=number)
 
-    def kill_running_children(self, parent_run_id: str, keep: Collection[int] = ()) -> None:
-        self._send("kill_running_children", parent_run_id, tuple(keep))
+    def kill_running_children(self, parent_run_id: str, keep: Collection[int] = (), owner: str | None = None) -> None:
+        self._send("kill_running_children", parent_run_id, tuple(keep), owner)
 
     # -- reads: answered once every earlier write is applied
     def find_trial_run(self, parent_run_id: str, number: int) -> str | None:
@@ -221,7 +222,8 @@ class QueuedTracker(Tracker):
 
     def _send(self, method: str, *args: Any, number: int | None = None) -> None:
         try:
-            self.requests.send((number, method, args))
+            with interrupts_deferred():  # a message cut halfway would leave the tracking process reading garbage
+                self.requests.send((number, method, args))
         except OSError:  # BrokenPipeError: the tracking process is gone
             raise self._failure() from None
 

@@ -11,8 +11,9 @@ from user_code.models import ridge
 
 def scripted(X, y, alpha: float = 1.0, script: str = "ok", sleep: float = 0.0):
     """Trial k does `script.split(',')[k % n]`: ok | raise | nan | die (the process exits at once) | die_once (dies
-    unless it is a rerun: a crash that does not come back). A rerun (its worker process died) does what the trial it
-    reruns did, as a crash of its params would."""
+    unless it is a rerun: a crash that does not come back) | ctrl_c_unguarded (a Ctrl-C that came while a run was
+    being created: a run of the trial's study starts, then KeyboardInterrupt, with nothing to end that run). A rerun
+    (its worker process died) does what the trial it reruns did, as a crash of its params would."""
     trial = TRIAL.get()
     steps = script.split(",")
     number = trial.tags.get("flowork.rerun_of", trial.tags["flowork.trial"]) if trial else 0
@@ -20,6 +21,12 @@ def scripted(X, y, alpha: float = 1.0, script: str = "ok", sleep: float = 0.0):
     time.sleep(sleep)
     if step == "raise":
         raise RuntimeError("scripted failure")
+    if step == "ctrl_c_unguarded":
+        from flowork.tracking import _TRACKERS
+
+        (tracker,) = _TRACKERS.values()
+        tracker.start("unguarded", trial.tags, trial.parent_run_id)
+        raise KeyboardInterrupt
     if step == "die" or (step == "die_once" and "flowork.rerun_of" not in trial.tags):
         os._exit(3)
     model = ridge(X, y, alpha=alpha)

@@ -3,7 +3,9 @@ happens when the sweep's process or a worker dies, and how its errors reach the 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 from types import SimpleNamespace
 
@@ -13,7 +15,7 @@ from optuna.trial import TrialState
 
 from flowork.errors import FloworkError
 from flowork.studies import counted
-from flowork.tracking_service import queued_tracker
+from flowork.tracking_service import interrupts_deferred, queued_tracker
 from tests.conftest import ROOT, empty_store, sweep, sweep_args
 from tests.test_sweep import SCRIPTED, runs, trials
 
@@ -276,3 +278,33 @@ def test_a_parallel_sweeps_workers_do_not_import_mlflow(tmp_path, short_csv):
     _, studies = runs(tmp_path, "tags.`flowork.role` = 'study'")
     assert len(trial_runs) == 6 and {r.info.status for r in trial_runs} == {"FINISHED"}
     assert {r.data.tags["mlflow.parentRunId"] for r in trial_runs} == {studies[0].info.run_id}
+
+
+def raise_interrupt(signum, frame):
+    raise KeyboardInterrupt  # as the sweep's SIGTERM handler does
+
+
+@pytest.mark.parametrize(
+    "signals, handler, interrupted, finished",
+    [
+        ([signal.SIGINT], signal.default_int_handler, True, True),  # Ctrl-C: after the block, not in it
+        ([signal.SIGTERM], raise_interrupt, True, True),  # a sweep's `kill` (its handler): the same
+        ([signal.SIGINT, signal.SIGINT], signal.default_int_handler, True, False),  # twice: the second at once
+        ([signal.SIGINT], signal.SIG_IGN, False, True),  # a background job's ignored Ctrl-C stays ignored
+    ],
+)
+def test_a_message_is_sent_whole_before_an_interrupt_stops_the_sweep(signals, handler, interrupted, finished):
+    before = signal.signal(signals[0], handler)
+    steps = []
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            with interrupts_deferred():
+                for sig in signals:
+                    os.kill(os.getpid(), sig)
+                    time.sleep(0.05)  # the handler runs here, between two bytecodes
+                steps.append("sent")
+            steps.append("after")
+        assert ("sent" in steps) == finished and ("after" not in steps) == interrupted
+        assert signal.getsignal(signals[0]) == handler
+    finally:
+        signal.signal(signals[0], before)

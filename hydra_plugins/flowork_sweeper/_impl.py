@@ -194,7 +194,12 @@ class FloworkSweeperImpl:
                     if not (plan.reruns_only or self.budget_left(plan, storage)):
                         break
         except KeyboardInterrupt:
+            from flowork.studies import process_name
+
             for s in plan.studies:
+                # A Ctrl-C that came while a trial's run was being created (before the trial could guard it) left
+                # that run RUNNING: end this command's, not those of another command running the sweep.
+                tracker.kill_running_children(s.run_id, owner=process_name())
                 tracker.end(s.run_id, "KILLED")
             tracker.end(sweep_run, "KILLED")
             raise
@@ -526,9 +531,21 @@ def raise_worker_errors(returns: Any) -> None:
     for ret in returns:
         if ret.status == JobStatus.FAILED:
             error = ret._return_value
+            if interrupted(error):
+                raise KeyboardInterrupt from error
             if isinstance(error, FloworkError):
                 raise error
             raise RuntimeError(f"a sweep worker failed: {type(error).__name__}: {error}") from error
+
+
+def interrupted(error: BaseException | None) -> bool:
+    """Whether Ctrl-C led to `error`: cleanup code that fails on its way out of a KeyboardInterrupt (a library's
+    `finally`) replaces it with its own error, which is then no worker failure to report but the user's Ctrl-C."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__context__
+    return False
 
 
 def save_study_configs(studies: list[StudyPlan]) -> None:
