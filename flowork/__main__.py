@@ -21,6 +21,7 @@ if __name__ == "__main__":
 
     conf = Path.cwd() / "conf"
     groups = [p.name for p in conf.iterdir() if p.is_dir()] if conf.is_dir() else []
+    typed = sys.argv[1:]  # as the user wrote them: an error names them so (widen adds ++ to some)
     sys.argv[1:] = widen(multirun_first(sys.argv[1:]), groups)
     prestart(sys.argv[1:])  # a sweep's tracking process, importing MLflow while Hydra starts
 
@@ -91,9 +92,11 @@ def is_single_run() -> bool:
 
 if __name__ == "__main__":
     from flowork.schema import check_choices, check_yaml_syntax
+    from flowork.search import check_overrides, command_line_overrides
 
     try:
         check_yaml_syntax(Path.cwd() / "conf")
+        check_overrides(command_line_overrides(typed), where="the command line")
         check_choices(Path.cwd() / "conf", sys.argv[1:])
     except FloworkError as e:
         from flowork.tracking_service import discard_prestarted

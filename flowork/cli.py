@@ -58,12 +58,14 @@ def open_sweep(name: str | None, storage: str | None, extra: list[str]) -> Sweep
     from hydra import compose, initialize_config_dir
 
     from flowork.schema import check_yaml_syntax
+    from flowork.search import check_overrides
     from flowork.select import study_rows
     from flowork.studies import check_experiment, default_storage, is_sweep_name, open_storage, sweep_studies
     from flowork.tracking import tracker_for
 
     root = Path.cwd()
     check_yaml_syntax(root / "conf")  # a project's root (run from multirun/, it would look for multirun/multirun/)
+    check_overrides(extra, where="the overrides given to this command")
     sys.path.insert(0, str(root))
     name = name or latest_sweep(root / "multirun")
     if not is_sweep_name(name):

@@ -8,7 +8,8 @@ Grammar (as in `conf/search/*.yaml` and on the command line):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -34,14 +35,92 @@ def parse(key: str, expression: str, *, where: str) -> Distribution | tuple[str,
     try:
         (override,) = OverridesParser.create().parse_overrides([f"{key}={expression}"])
     except OverrideParseException as e:
+        reason, at = grammar_reason(f"{key}={expression}", e.message)
+        at = None if at is None else at - len(key) - 1  # in the expression, shown without its key
         raise FloworkError(
-            f"cannot parse the search expression `{key}: {expression}`: {e}",
+            f"cannot parse the search expression `{key}: {expression}`: {reason}{marker(expression, at)}",
             where=where,
-            fix="use interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), range(a,b,step) or choice(x,y)",
+            fix="write it as interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), range(a,b,step), "
+            f"choice(x,y) or a plain value (Hydra's sweep grammar: {SWEEP_GRAMMAR_DOCS})",
         ) from None
     if not override.is_sweep_override():
         return ("fixed", override.value())
     return to_distribution(override, where)
+
+
+GRAMMAR_DOCS = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+SWEEP_GRAMMAR_DOCS = "https://hydra.cc/docs/advanced/override_grammar/extended/"
+QUOTING_FIX = (
+    "quote the override for the shell: 'key=value' (unquoted, the shell splits it at `;` and refuses `(`), and a "
+    "value holding `;`, `=`, brackets or a comma that is not a list's for Hydra too: 'key=\"a;b\"'; the grammar: "
+    + GRAMMAR_DOCS
+)
+
+
+def grammar_reason(text: str, message: str) -> tuple[str, int | None]:
+    """Why Hydra could not parse the override `text` (its OverrideParseException message, written for grammar
+    authors) in plain words, and the position in `text` it points at (None when it names none)."""
+    lines = [line for line in message.splitlines() if not line.startswith(("See https://", "Error parsing override"))]
+    first = lines[0] if lines else message
+    value_at = text.find("=") + 1
+    if first.startswith("LexerNoViableAltException") and len(lines) > 1:  # Hydra's own marker under the input
+        at = lines[1].index("^") - len("LexerNoViableAltException: ")
+        char = text[at] if 0 <= at < len(text) else ""
+        return (f"the quote {char} is not closed" if char in "'\"" else f"`{char}` cannot be there unquoted"), at
+    if found := re.fullmatch(r"\w+ while evaluating '(.*)': (.*)", first, re.DOTALL):  # a grammar function's
+        return f"`{found[1]}`: {found[2]}", None
+    if found := re.fullmatch(r"missing (\S+) at '(.*)'", first):
+        if found[1] == "EQUAL":
+            return "no `=` in it: an override is key=value (+key=value adds a key, ~key removes one)", None
+        return f"{found[1].lower()} missing before `{found[2]}`", None
+    value = text[value_at:]
+    opened = next((o for o, c in ("()", "[]", "{}") if value.count(o) > value.count(c)), None)
+    if opened and value_at:
+        return f"`{opened}` is not closed", len(text)
+    if found := re.fullmatch(r"no viable alternative at input '(.*)'", first, re.DOTALL):
+        at = text.rfind(found[1]) + len(found[1]) - 1 if found[1] in text else None
+        return f"cannot read `{found[1]}` (at the marked character: a missing argument, comma or bracket?)", at
+    if found := re.fullmatch(r"(?:extraneous|mismatched) input '(.*?)' expecting .*", first, re.DOTALL):
+        if found[1] == "<EOF>":
+            return "it ends too early", len(text)
+        at = text.find(found[1], value_at)  # the first in the value: where the parser stopped
+        return f"`{found[1]}` is not expected there", at if at >= 0 else None
+    return " ".join(lines), None
+
+
+def marker(text: str, at: int | None) -> str:
+    """`text` on a line of its own with a ^ under position `at` (nothing when there is no position)."""
+    if at is None or not 0 <= at <= len(text):
+        return ""
+    return f"\n    {text}\n    {' ' * at}^"
+
+
+def check_overrides(overrides: Iterable[str], where: str) -> None:
+    """FloworkError naming the first override Hydra's grammar cannot parse, before Hydra reports it with a message
+    about its parser (and exit status 1)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for text in overrides:
+        try:
+            parser.parse_overrides([text])
+        except OverrideParseException as e:
+            reason, at = grammar_reason(text, e.message)
+            raise FloworkError(
+                f"the override `{text}` does not parse: {reason}{marker(text, at)}",
+                where=f"{where}, `{text}`",
+                fix=QUOTING_FIX,
+            ) from None
+
+
+def command_line_overrides(argv: Sequence[str]) -> list[str]:
+    """The overrides among `python -m flowork`'s arguments, as Hydra's own argument parser finds them (flags such
+    as `--cfg job` take values that are not overrides)."""
+    from hydra._internal.utils import get_args_parser
+
+    known, _ = get_args_parser().parse_known_args(multirun_first(list(argv)))
+    return list(known.overrides)
 
 
 def to_distribution(override: Any, where: str) -> Distribution:

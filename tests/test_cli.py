@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -209,3 +210,69 @@ def test_an_interpolation_typo_on_the_command_line_is_a_config_error(tmp_path, s
     out = flowork(*store_args(tmp_path, short_csv), "model=ridge", "features.build.target=${data.target.colum}")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "Interpolation key 'data.target.colum' not found" in out.stderr and "features.build.target" in out.stderr
+
+
+GRAMMAR_DOCS = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ("model.params.alpha=choice()", "`choice()`: empty choice is not legal"),
+        (
+            "model.params.alpha=1;2",
+            "`;` cannot be there unquoted\n    model.params.alpha=1;2\n                        ^",
+        ),
+        ("model.params.alpha=interval(1", "`(` is not closed\n    model.params.alpha=interval(1\n"),
+        ("model.params.alpha=[1,2", "`[` is not closed\n    model.params.alpha=[1,2\n                           ^"),
+        ("+foo", "no `=` in it: an override is key=value"),
+        ("model==ridge", "`=` is not expected there\n    model==ridge\n          ^"),
+        ("model.params.alpha=interval(1,)", "cannot read `interval(1,)`"),
+    ],
+)
+def test_an_override_that_does_not_parse_is_a_config_error(tmp_path, short_csv, override, reason, multirun):
+    """Named as typed (not with the ++ flowork gives Hydra), Hydra's reason and marker, how to quote it."""
+    out = flowork(*store_args(tmp_path, short_csv), "model=ridge", override, *(["-m"] if multirun else []), timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"flowork: error: the override `{override}` does not parse: {reason}" in out.stderr
+    assert f"where: the command line, `{override}`" in out.stderr
+    assert "'key=value'" in out.stderr and GRAMMAR_DOCS in out.stderr
+    assert "HYDRA_FULL_ERROR" not in out.stderr and not (tmp_path / "out").exists()  # no job started
+
+
+def test_an_override_of_flowork_select_that_does_not_parse_is_a_config_error():
+    out = subprocess.run(
+        [sys.executable, "-m", "flowork.cli", "select", "model.params.alpha=[1,2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "the override `model.params.alpha=[1,2` does not parse: `[` is not closed" in out.stderr
+    assert "where: the overrides given to this command" in out.stderr and GRAMMAR_DOCS in out.stderr
+
+
+def test_a_search_space_that_does_not_parse_names_its_file_and_key(tmp_path, short_csv):
+    """In a sweep and in `flowork check`: the key, the file, Hydra's reason with its marker, the sweep grammar's docs
+    (tests/test_search.py has more expressions)."""
+    from flowork.check import checks
+
+    for folder in ("conf", "user_code", "data"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    search = tmp_path / "conf/search/ridge.yaml"
+    search.write_text(re.sub(r"(model\.params\.alpha:) [^\n#]*", r"\1 interval(1,)", search.read_text(), count=1))
+    what = (
+        "cannot parse the search expression `model.params.alpha: interval(1,)`: cannot read `interval(1,)` (at the "
+        "marked character: a missing argument, comma or bracket?)\n    interval(1,)\n               ^"
+    )
+    where = "where: conf/search/ridge.yaml, key `search.space.model.params.alpha`"
+    docs = "https://hydra.cc/docs/advanced/override_grammar/extended/"
+
+    # this checkout's flowork, from the copy (an installed one may be another checkout's)
+    out = flowork(*store_args(tmp_path, short_csv), "model=ridge", "-m", cwd=tmp_path, PYTHONPATH=str(ROOT))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert what in out.stderr and where in out.stderr and docs in out.stderr and "See https" not in out.stderr
+    checked = next(r for r in checks(tmp_path, rows=100) if r.check == "compose search=ridge")
+    assert not checked.ok and what in checked.detail and where in checked.detail
