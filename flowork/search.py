@@ -78,8 +78,8 @@ def grammar_reason(text: str, message: str) -> tuple[str, int | None]:
     if opened and value_at:
         return f"`{opened}` is not closed", len(text)
     if found := re.fullmatch(r"no viable alternative at input '(.*)'", first, re.DOTALL):
-        at = text.rfind(found[1]) + len(found[1]) - 1 if found[1] in text else None
-        return f"cannot read `{found[1]}` (at the marked character: a missing argument, comma or bracket?)", at
+        stopped = text.rfind(found[1]) + len(found[1]) - 1 if found[1] in text else None
+        return f"cannot read `{found[1]}` (at the marked character: a missing argument, comma or bracket?)", stopped
     if found := re.fullmatch(r"(?:extraneous|mismatched) input '(.*?)' expecting .*", first, re.DOTALL):
         if found[1] == "<EOF>":
             return "it ends too early", len(text)
