@@ -572,3 +572,27 @@ def test_the_workers_of_a_sweep_killed_with_kill_9_stop_and_it_resumes(tmp_path,
     out = sweep(*args)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sum(t.state == TrialState.COMPLETE for t in trials(tmp_path, "k", "ridge")) == 16
+
+
+@pytest.mark.parametrize(
+    ("now", "refused"),
+    [
+        ({"data.freq": "D", "data.time_zone": "None"}, False),  # a key added since, at its default: the same problem
+        ({"data.freq": "D", "data.time_zone": "UTC"}, True),
+        ({"data.freq": "h"}, True),
+    ],
+)
+def test_a_sweep_resumed_after_flowork_added_a_data_key_keeps_its_problem(now, refused):
+    """A sweep started before data.time_zone existed resumes with the key at null; set to a zone, it is another
+    problem."""
+    from types import SimpleNamespace
+
+    from flowork.errors import FloworkError
+    from hydra_plugins.flowork_sweeper._impl import SETUP, same_setup
+
+    study = SimpleNamespace(study_name="s/ridge", user_attrs={SETUP: {"data.freq": "D"}}, set_user_attr=None)
+    if refused:
+        with pytest.raises(FloworkError, match="is being resumed with other settings"):
+            same_setup(study, now, "s")
+    else:
+        same_setup(study, now, "s")

@@ -627,7 +627,8 @@ def same_setup(study: Any, setup: dict[str, str], sweep: str) -> None:
         return
     from flowork.tracking import scrub
 
-    changed = sorted(k for k in set(before) | set(setup) if before.get(k) != setup.get(k))
+    # a key a newer flowork added, at its default null, leaves the problem as it was
+    changed = sorted(k for k in set(before) | set(setup) if before.get(k, "None") != setup.get(k, "None"))
     if changed:
         shown = scrub("; ".join(f"{k}: {before.get(k, '(unset)')} -> {setup.get(k, '(unset)')}" for k in changed[:8]))
         raise FloworkError(
