@@ -177,9 +177,11 @@ def set_time_index(
     time_column: str,
     columns: list[str] | None = None,
     time_format: str | None = None,
+    time_zone: str | None = None,
 ) -> pd.DataFrame:
-    """Parse `time_column` (laid out as `time_format`, when given) into a sorted, unique DatetimeIndex, or say
-    exactly which rows break it. The result holds `columns` (default: every other column), in that order."""
+    """Parse `time_column` (laid out as `time_format`, when given; times with an offset read in `time_zone`, see
+    to_datetime) into a sorted, unique DatetimeIndex, or say exactly which rows break it. The result holds `columns`
+    (default: every other column), in that order."""
     if time_column not in df.columns:
         only = str(df.columns[0]) if len(df.columns) == 1 else ""
         sep = next((c for c in (";", "\t", "|") if c in only), None)  # one column named "a;b;c": another separator
@@ -205,7 +207,7 @@ def set_time_index(
             "(e.g. '%Y%m%d' for 20120131), or point data.time_column at one that is",
         )
     try:
-        times = to_datetime(column, time_format)
+        times = to_datetime(column, time_format, time_zone)
     except (ValueError, TypeError) as e:
         reason = str(e).split(". You might want to try:")[0]  # pandas then suggests arguments flowork passes itself
         raise FloworkError(
@@ -216,7 +218,7 @@ def set_time_index(
             "in the data, or point data.time_column at the right column",
         ) from None
     if not strictly_increasing(times):  # the detailed checks only run when something is wrong
-        check_times(times, time_column)
+        check_times(times, time_column, offsets_read_as=time_zone if any_offset(column) else "")
     # with `columns`, one positional take: cheaper than selecting by name then dropping (serving does it per request)
     out = df.drop(columns=[time_column]) if columns is None else df.take(df.columns.get_indexer(columns), axis=1)
     out.index = pd.DatetimeIndex(times, name=time_column)
@@ -234,12 +236,16 @@ ISO_LAYOUTS = {
 
 
 OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")  # a UTC offset at the end of an ISO time: Z, +01:00, -0800
+OFFSET_PARTS = r"(?:(?P<utc>Z)|(?P<sign>[+-])(?P<hours>\d{2}):?(?P<minutes>\d{2}))$"
 
 
-def to_datetime(values: pd.Series, time_format: str | None = None) -> pd.Series:
-    """Naive timestamps of `values`, read at the wall-clock time they show: an offset or zone (...Z, ...-08:00) is
-    dropped, on every row that has one, as the data's own times carry none (and a request's offset may change within
-    it, at a daylight-saving switch, which pandas refuses to parse as one column)."""
+def to_datetime(values: pd.Series, time_format: str | None = None, time_zone: str | None = None) -> pd.Series:
+    """Naive timestamps of `values`. With no `time_zone`, read at the wall-clock time they show: an offset or zone
+    (...Z, ...-08:00) is dropped, on every row that has one (and a request's offset may change within it, at a
+    daylight-saving switch, which pandas refuses to parse as one column). With a `time_zone` (data.time_zone), a time
+    with an offset is that instant on the zone's clock: 02:00+02:00 and 02:00+01:00 are 00:00 and 01:00 in UTC, where
+    their wall clocks repeat an hour; a time without one is taken as on that clock already."""
+    given = values
     ends = (values.iloc[0], values.iloc[-1]) if len(values) else ()
     if any(isinstance(v, str) and OFFSET.search(v) for v in ends):
         values = without_offsets(values)
@@ -253,8 +259,49 @@ def to_datetime(values: pd.Series, time_format: str | None = None) -> pd.Series:
     if times is None or (times.dtype == object and any_offset(values)):
         times = parse_times(without_offsets(values), time_format)
     if isinstance(times.dtype, pd.DatetimeTZDtype):  # datetimes with a zone (a frame given to the model in Python)
-        times = times.dt.tz_localize(None)
-    return times
+        return (times.dt.tz_convert(time_zone) if time_zone else times).dt.tz_localize(None)
+    return on_clock(times, offsets(given), time_zone) if time_zone else times
+
+
+def offsets(values: pd.Series) -> pd.Series:
+    """The UTC offset each time of `values` carries (+02:00, Z), NaT where it has none."""
+    parts = values.astype(str).str.extract(OFFSET_PARTS)
+    minutes = parts["hours"].astype(float) * 60 + parts["minutes"].astype(float)
+    minutes = minutes.where(parts["sign"] != "-", -minutes).mask(parts["utc"].notna(), 0.0)
+    return pd.to_timedelta(minutes, unit="min")
+
+
+def on_clock(wall: pd.Series, offset: pd.Series, time_zone: str) -> pd.Series:
+    """`wall` (each time's own clock) on `time_zone`'s clock, for the rows with an `offset`."""
+    zoned = offset.notna().to_numpy()
+    if not zoned.any():
+        return wall
+    instants = (wall[zoned] - offset[zoned]).dt.tz_localize("UTC")
+    out = wall.copy()
+    out[zoned] = instants.dt.tz_convert(time_zone).dt.tz_localize(None)
+    return out
+
+
+def check_time_zone(time_zone: str | None) -> None:
+    """A FloworkError for a data.time_zone that is not a time zone's name (Europe/Berln), with the closest ones."""
+    import difflib
+    import zoneinfo
+
+    if time_zone is None:
+        return
+    try:
+        zoneinfo.ZoneInfo(time_zone)
+        pd.Timestamp(0, tz="UTC").tz_convert(time_zone)  # the name as pandas reads it, too
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, KeyError):
+        names = {name.lower(): name for name in sorted(zoneinfo.available_timezones())}  # (case matters: utc)
+        close = [names[n] for n in difflib.get_close_matches(time_zone.lower(), names, n=3)]
+        raise FloworkError(
+            f"unknown time zone {time_zone!r}",
+            where=f"{WHERE}, key `data.time_zone`",
+            fix=(f"did you mean {' or '.join(map(repr, close))}? " if close else "")
+            + "use a zone name of the IANA database (UTC, Europe/Berlin, America/Los_Angeles), or null to read each "
+            "time at its own wall clock",
+        ) from None
 
 
 def any_offset(values: pd.Series) -> bool:
@@ -296,8 +343,17 @@ def strictly_increasing(times: pd.Series) -> bool:
     return len(ns) == 0 or (ns[0] != pd.NaT.value and bool((ns[1:] > ns[:-1]).all()))
 
 
-def check_times(times: pd.Series, time_column: str) -> None:
-    """Say which row has no timestamp, repeats one or is out of order."""
+def check_times(times: pd.Series, time_column: str, offsets_read_as: str | None = "") -> None:
+    """Say which row has no timestamp, repeats one or is out of order. `offsets_read_as`: the data.time_zone times
+    with a UTC offset were read in ("": the times carry none), which a repeated or reversed time may come from."""
+    zone_fix = ""
+    if offsets_read_as != "" and offsets_read_as != "UTC":
+        zone_fix = (
+            "the times carry UTC offsets, "
+            + ("dropped (each read at its wall clock)" if offsets_read_as is None else f"read in {offsets_read_as}")
+            + ", and a daylight-saving switch repeats an hour on that clock: set `time_zone: UTC` in the data config "
+            "to read them as the instants they are; otherwise "
+        )
     if times.isna().any():
         row = int(times.isna().to_numpy().argmax())
         raise FloworkError(
@@ -309,14 +365,14 @@ def check_times(times: pd.Series, time_column: str) -> None:
         raise FloworkError(
             f"duplicate timestamps in {time_column!r}, first at row {int(dup.to_numpy().argmax())}: "
             f"{times[dup].iloc[0]}",
-            fix="aggregate or drop duplicate rows so that each timestamp appears once",
+            fix=zone_fix + "aggregate or drop duplicate rows so that each timestamp appears once",
         )
     if not times.is_monotonic_increasing:
         row = int((times.diff() < pd.Timedelta(0)).to_numpy().argmax())
         raise FloworkError(
             f"timestamps in {time_column!r} are not sorted: row {row} ({times.iloc[row]}) comes before "
             f"row {row - 1} ({times.iloc[row - 1]})",
-            fix="sort the data by time",
+            fix=zone_fix + "sort the data by time",
         )
 
 
@@ -455,7 +511,9 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
     fmt, options = infer_format(uri, data_cfg.format), dict(data_cfg.read_options or {})
     stamp = local_stamp(uri)
     time_format = getattr(data_cfg, "time_format", None)  # None also for a config from before the key existed
-    key = (uri, stamp, fmt, repr(sorted(options.items())), data_cfg.time_column, time_format, data_cfg.freq)
+    time_zone = getattr(data_cfg, "time_zone", None)
+    check_time_zone(time_zone)
+    key = (uri, stamp, fmt, repr(sorted(options.items())), data_cfg.time_column, time_format, time_zone, data_cfg.freq)
     if stamp is not None and key in LOADED:
         cached, frame_digest = LOADED[key]
         df = cached.copy()
@@ -469,7 +527,7 @@ def load_with_digest(data_cfg: Any, root: str) -> tuple[pd.DataFrame, int]:
                 where=f"{WHERE}, key `data.uri`",
                 fix="point data.uri at a file with observations below its header",
             )
-        df = set_time_index(frame, data_cfg.time_column, time_format=time_format)
+        df = set_time_index(frame, data_cfg.time_column, time_format=time_format, time_zone=time_zone)
         if data_cfg.freq:
             df = on_grid(df, data_cfg.freq)
         warn_text_among_numbers(df)

@@ -295,6 +295,7 @@ def log_final_model(cfg, root, raw, clean, pipeline, train, X, y, tracker, run_i
     spec = ForecastSpec(
         time_column=cfg.data.time_column,
         time_format=cfg.data.time_format,
+        time_zone=cfg.data.time_zone,
         target=cfg.data.target.column,
         horizon=cfg.data.target.horizon,
         freq=cfg.data.freq or data.spacing(clean.index),

@@ -47,6 +47,7 @@ class DataConfig:
     format: str | None = None  # csv | parquet; None = from the extension
     time_column: str = MISSING
     time_format: str | None = None  # strftime layout of the times (%d/%m/%Y ...); None = ISO or pandas' guess
+    time_zone: str | None = None  # times with a UTC offset read on this zone's clock (UTC ...); None = offset dropped
     freq: str | None = None  # pandas offset alias (D, H, MS ...); None = not checked
     target: TargetConfig = field(default_factory=TargetConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)

@@ -34,6 +34,7 @@ class ForecastSpec:
     ranges: dict[str, tuple[float, float]] | None = None  # each numeric raw column's (min, max) in training
     time_format: str | None = None  # data.time_format: a request's times may be laid out as the data's, or ISO
     labels: dict[str, list[str]] | None = None  # each text column the features read: the values seen in training
+    time_zone: str | None = None  # data.time_zone: a request's times with an offset are read as the data's were
 
 
 PARAMS = {"all_origins": False}  # the params a request may carry next to its rows, with their defaults
@@ -84,7 +85,9 @@ class Forecaster(PythonModel):
         if missing:
             raise BadRequest(f"missing column(s) {missing}; a request needs {[s.time_column, *s.columns]}")
         try:
-            frame = set_time_index(raw, s.time_column, columns=s.columns, time_format=s.time_format)
+            frame = set_time_index(
+                raw, s.time_column, columns=s.columns, time_format=s.time_format, time_zone=s.time_zone
+            )
         except FloworkError as e:
             raise BadRequest(e.what) from None
         if len(frame) < s.history:

@@ -178,6 +178,67 @@ def test_times_with_an_offset_are_read_at_their_wall_clock(values):
     assert times.tolist() == [pd.Timestamp("2013-03-09"), pd.Timestamp("2013-03-10")]
 
 
+AUTUMN_SWITCH = ["2024-10-27T01:00:00+02:00", "2024-10-27T02:00:00+02:00", "2024-10-27T02:00:00+01:00"]
+
+
+@pytest.mark.parametrize(
+    ("values", "time_zone", "expected"),
+    [
+        # hourly times over the autumn switch (Berlin): the instants they are, where their wall clocks repeat 02:00
+        (AUTUMN_SWITCH, "UTC", ["2024-10-26 23:00", "2024-10-27 00:00", "2024-10-27 01:00"]),
+        (["2024-10-27T00:00:00Z", "2024-10-27T01:00:00-05:30"], "UTC", ["2024-10-27 00:00", "2024-10-27 06:30"]),
+        (["2024-10-27T00:00:00+0100", "2024-10-27T01:00:00"], "UTC", ["2024-10-26 23:00", "2024-10-27 01:00"]),
+        # daily times at a zone's midnight stay on its daily grid, on its clock
+        (
+            ["2024-10-26T00:00:00+02:00", "2024-10-27T00:00:00+02:00", "2024-10-28T00:00:00+01:00"],
+            "Europe/Berlin",
+            ["2024-10-26", "2024-10-27", "2024-10-28"],
+        ),
+        (
+            ["2024-10-27T00:00:00+0100", "2024-10-28T00:00:00+0100"],
+            "Asia/Kolkata",
+            ["2024-10-27 04:30", "2024-10-28 04:30"],
+        ),
+        (
+            pd.to_datetime(["2024-10-27 01:00", "2024-10-27 03:00"]).tz_localize("Europe/Berlin"),
+            "UTC",
+            ["2024-10-26 23:00", "2024-10-27 02:00"],
+        ),
+        (["27/10/2024 02:00+01:00", "27/10/2024 03:00+01:00"], "UTC", ["2024-10-27 01:00", "2024-10-27 02:00"]),
+    ],
+)
+def test_times_with_an_offset_are_read_on_the_clock_of_data_time_zone(values, time_zone, expected):
+    time_format = "%d/%m/%Y %H:%M" if "/" in str(values[0]) else None
+    times = data.to_datetime(pd.Series(values), time_format, time_zone)
+    assert times.tolist() == [pd.Timestamp(t) for t in expected]
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "fix"),
+    [
+        (None, "the times carry UTC offsets, dropped (each read at its wall clock), and a daylight-saving switch"),
+        ("Europe/Berlin", "the times carry UTC offsets, read in Europe/Berlin, and a daylight-saving switch"),
+    ],
+)
+def test_a_repeated_hour_of_times_with_offsets_says_to_read_them_in_utc(time_zone, fix):
+    df = pd.DataFrame({"date": AUTUMN_SWITCH, "x": [1.0, 2.0, 3.0]})
+    with pytest.raises(FloworkError, match="duplicate timestamps in 'date', first at row 2") as e:
+        data.set_time_index(df, "date", time_zone=time_zone)
+    assert fix in e.value.render() and "set `time_zone: UTC` in the data config" in e.value.render()
+    assert len(data.set_time_index(df, "date", time_zone="UTC")) == 3  # and that is the fix
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "fix"),
+    [("Europe/Berln", "did you mean 'Europe/Berlin'"), ("utc", "did you mean 'UTC'"), ("Mars/Base", "IANA")],
+)
+def test_an_unknown_time_zone_is_named_with_the_closest_ones(files, time_zone, fix):
+    with pytest.raises(FloworkError) as e:
+        data.load(cfg(str(files / "w.csv"), time_zone=time_zone), root="/")
+    text = e.value.render()
+    assert f"unknown time zone {time_zone!r}" in text and "key `data.time_zone`" in text and fix in text
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

@@ -177,6 +177,30 @@ def test_day_first_times_train_and_serve(make_cfg, store, weather, tmp_path):
     pd.testing.assert_frame_equal(served[0], served[1])
 
 
+def test_times_with_offsets_over_a_daylight_saving_switch_train_and_serve_in_utc(make_cfg, store, weather, tmp_path):
+    """Hourly times written on Berlin's clock with their offsets repeat 02:00 on 27 Oct 2024; with data.time_zone=UTC
+    they train as the instants they are, and the served model reads a request's offsets the same way: its forecast
+    is for one hour after the last row's instant, whatever offset that row is written in."""
+    from flowork.errors import FloworkError
+
+    instants = pd.date_range("2024-10-11", periods=400, freq="h", tz="Europe/Berlin")  # the switch at row 387
+    hourly = weather.head(400).assign(date=[t.isoformat() for t in instants])
+    hourly.to_csv(tmp_path / "hourly.csv", index=False)
+    args = ["model=ridge", f"data.uri={tmp_path}/hourly.csv", "data.freq=h", "tracking.log_model=true"]
+    with pytest.raises(FloworkError, match="duplicate timestamps"):  # read at their wall clock, as before
+        run(make_cfg(*args), root=str(ROOT))
+    result = run(make_cfg(*args, "data.time_zone=UTC"), root=str(ROOT))
+    mlflow.set_tracking_uri(store)
+    pyfunc = mlflow.pyfunc.load_model(result.model_uri)
+    rows = request_rows(hourly, 400, pyfunc.metadata.metadata["history"] + 20)  # across the switch
+    assert rows["date"].str.endswith("+02:00").any() and rows["date"].iloc[-1].endswith("+01:00")
+    served = pyfunc.predict(rows)
+    last = instants[-1].tz_convert("UTC").tz_localize(None)
+    assert served["date"].iloc[0] == last + pd.Timedelta(hours=1)
+    in_utc = rows.assign(date=[t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ") for t in instants[-len(rows) :]])
+    pd.testing.assert_frame_equal(pyfunc.predict(in_utc), served)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
