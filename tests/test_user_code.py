@@ -47,6 +47,59 @@ def test_new_tabular_features_pass_the_leakage_check():
     leakage_check(DF, p, p(DF))
 
 
+def series(freq: str, n: int = 200) -> pd.DataFrame:
+    return pd.DataFrame({"v": RNG.normal(0, 1, n)}, index=pd.date_range("2024-01-01", periods=n, freq=freq))
+
+
+@pytest.mark.parametrize(
+    ("freq", "cycles", "terms", "seasonal"),
+    [
+        ("h", "auto", ["hod", "dow"], [23, 167]),  # the same hour yesterday and last week as the forecast hour
+        ("15min", "auto", ["hod", "dow"], [95]),  # a week of 15-minute rows (672) is past SEASONAL_MAX_ROWS
+        ("D", "auto", ["dow", "doy"], []),  # the same weekday last week is lag 6, among the last 12 values already
+        ("W", "auto", ["doy"], [51]),
+        ("MS", "auto", ["doy"], []),  # the same month last year is lag 11, among the last 12 values already
+        ("YS", "auto", [], []),
+        ("h", ["year"], ["doy"], []),  # the cycles named; a year of hourly rows is past SEASONAL_MAX_ROWS
+        ("D", ["day", "week"], ["hod", "dow"], []),  # a day is one row: no seasonal lag of 0
+    ],
+)
+def test_calendar_cycles_and_seasonal_lags_follow_the_datas_spacing(freq, cycles, terms, seasonal):
+    X = features.tabular(series(freq), target="v", freq=freq, lags=12, windows=[], cycles=cycles, seasonal_lags=True)
+    assert sorted({c.split("_")[0] for c in X.columns if "_sin" in c}) == sorted(terms)
+    assert [int(c.split("lag")[1]) for c in X.columns if c.startswith("v_lag")] == sorted({*range(12), *seasonal})
+
+
+def test_calendar_terms_and_seasonal_lags_are_of_the_forecast_time():
+    """Hourly data, 5 hours ahead: the hour-of-day and day-of-week terms are those of the forecast hour, and the
+    seasonal lags are the latest values at that hour of the day (19) and of the week."""
+    df = series("h", 400)
+    X = features.tabular(df, target="v", freq="h", horizon=5, lags=1, windows=[], cycles="auto", seasonal_lags=True)
+    origin = pd.Timestamp("2024-01-10 14:00")  # a Wednesday; the forecast is for 19:00
+    assert X.loc[origin, "hod_sin"] == pytest.approx(np.sin(2 * np.pi * 19 / 24))
+    assert X.loc[origin, "dow_sin"] == pytest.approx(np.sin(2 * np.pi * (2 + 19 / 24) / 7))
+    assert X.loc[origin, "v_lag19"] == df.v[pd.Timestamp("2024-01-09 19:00")]
+    assert X.loc[origin, "v_lag163"] == df.v[pd.Timestamp("2024-01-03 19:00")]
+
+
+@pytest.mark.parametrize("cycles", ["daily", ["day", "month"]])
+def test_unknown_cycles_are_named_with_the_ones_there_are(cycles):
+    with pytest.raises(ValueError, match=r"use auto or a list of \['day', 'week', 'year'\]"):
+        features.tabular(series("h"), target="v", freq="h", cycles=cycles)
+
+
+@pytest.mark.parametrize("freq", ["h", None])  # data.freq: null: the spacing is read from the rows
+def test_seasonal_features_pass_the_leakage_check(freq):
+    def build(df):
+        return features.tabular(df, target="v", freq=freq, lags=3, windows=[3], cycles="auto", seasonal_lags=True)
+
+    p = Pipeline(None, build, "conf/features/seasonal.yaml")
+    df = series("h", 600)
+    X = p(df)
+    assert "v_lag167" in X and "hod_sin" in X
+    leakage_check(df, p, X)
+
+
 # A warming series: the last 100 days are all warmer than any training day.
 WARMING = pd.DataFrame({"v": np.arange(400) * 0.1 + RNG.normal(0, 0.3, 400)}, index=DAYS)
 

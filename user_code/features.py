@@ -6,6 +6,9 @@ flowork builds the target itself (`data.target`) and checks every script for lea
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -13,24 +16,96 @@ import pandas as pd
 def _forecast_time(index: pd.DatetimeIndex, horizon: int, freq: str | None) -> pd.DatetimeIndex:
     """The time `horizon` steps after each row. With `data.freq: null` the step is the one pandas infers from the
     rows; on an irregular series, where there is none, each row's own time stands in for it."""
+    freq = _spacing(index, freq)
     if freq is None:
-        freq = pd.infer_freq(index) if len(index) >= 3 else None
-        if freq is None:
-            return index
+        return index
     # = index.shift(horizon, freq), which regenerates a date range when the index has that freq
     return index + horizon * pd.tseries.frequencies.to_offset(freq)
 
 
-def _calendar(index: pd.DatetimeIndex, horizon: int, freq: str | None, harmonics: int = 1) -> dict[str, np.ndarray]:
-    """Day-of-year of the forecast time as `harmonics` sin/cos pairs (a Fourier series of the yearly cycle): known in
+def _spacing(index: pd.DatetimeIndex, freq: str | None) -> str | None:
+    """`data.freq`, else the spacing pandas infers from the rows (None on an irregular series)."""
+    if freq is None and len(index) >= 3:
+        return pd.infer_freq(index)
+    return freq
+
+
+# The cycles calendar terms can describe, each with its length and where a time falls in it (a share of the cycle).
+# Column prefixes: hod = hour of day, dow = day of week, doy = day of year (the example's own, unchanged).
+CYCLES = {
+    "day": (pd.DateOffset(days=1), "hod"),
+    "week": (pd.DateOffset(weeks=1), "dow"),
+    "year": (pd.DateOffset(years=1), "doy"),
+}
+# A seasonal lag longer than this many rows is left to the calendar terms: every served request would have to carry
+# that many rows, and every series would lose them to the warm-up (a year of daily data, a week of 15-minute data).
+SEASONAL_MAX_ROWS = 200
+
+
+def _angle(time: pd.DatetimeIndex, cycle: str) -> np.ndarray:
+    """Where each time falls in `cycle`, in radians (0 at its start: midnight, Monday 00:00, 1 January)."""
+    if cycle == "year":
+        return 2 * np.pi * time.dayofyear.to_numpy() / 365.25
+    # on numpy's datetimes: pandas' .hour, .minute and .dayofweek cost ~30 us each on a request's rows
+    stamps = time.to_numpy()
+    days = stamps.astype("datetime64[D]")
+    of_day = (stamps - days) / np.timedelta64(1, "D")
+    if cycle == "day":
+        return 2 * np.pi * of_day
+    day_of_week = (days.astype(np.int64) + 3) % 7  # 1 January 1970, day 0, was a Thursday (Monday = 0)
+    return 2 * np.pi * (day_of_week + of_day) / 7
+
+
+@functools.cache
+def _rows_per(freq: str, cycle: str) -> int:
+    """Rows of data spaced `freq` in one `cycle` (from a Monday, 1 January 2001): 24 hours a day, 12 months a year."""
+    start = pd.Timestamp("2001-01-01")
+    return len(pd.date_range(start, start + CYCLES[cycle][0], freq=freq, inclusive="left"))
+
+
+def _cycles(index: pd.DatetimeIndex, freq: str | None, cycles: str | Sequence[str]) -> tuple[str, ...]:
+    """The cycles named, or for `auto` the two shortest that span more than one row of the data: hour-of-day and
+    day-of-week for sub-daily data (not the year: such series rarely span the years a yearly term needs, and over a
+    few weeks of data it is a trend that the model extrapolates), day-of-week and day-of-year for daily data, the
+    season alone for weekly, monthly or quarterly data."""
+    if cycles != "auto":
+        unknown = sorted(set(cycles) - set(CYCLES))
+        if isinstance(cycles, str) or unknown:
+            raise ValueError(f"cycles={cycles!r}: use auto or a list of {list(CYCLES)}")
+        return tuple(cycles)
+    freq = _spacing(index, freq) or _median_spacing(index)
+    return tuple(c for c in CYCLES if _rows_per(freq, c) > 1)[:2]
+
+
+def _median_spacing(index: pd.DatetimeIndex) -> str:
+    """The usual time between rows of an irregular series, as a pandas alias ('h')."""
+    if len(index) < 2:
+        raise ValueError("cycles=auto needs data.freq, or at least 2 rows to see the data's spacing")
+    return pd.tseries.frequencies.to_offset(pd.Series(index).diff().median()).freqstr
+
+
+def _seasonal_lags(index: pd.DatetimeIndex, freq: str | None, cycles: tuple[str, ...], horizon: int) -> list[int]:
+    """For each cycle at most SEASONAL_MAX_ROWS rows long, the lag of the latest value at the same point of the cycle
+    as the forecast time: the same hour yesterday and last week for hourly data (lags 23 and 167 one hour ahead), the
+    same month last year for monthly data: what a seasonal naive forecast predicts."""
+    freq = _spacing(index, freq) or _median_spacing(index)
+    periods = [_rows_per(freq, c) for c in cycles]
+    return [-horizon % period for period in periods if 1 < period <= SEASONAL_MAX_ROWS]
+
+
+def _calendar(
+    index: pd.DatetimeIndex, horizon: int, freq: str | None, harmonics: int = 1, cycles: Sequence[str] = ("year",)
+) -> dict[str, np.ndarray]:
+    """Each cycle's phase at the forecast time as `harmonics` sin/cos pairs (a Fourier series of the cycle): known in
     advance, so not a leak. The second harmonic lets a linear model fit the asymmetric seasons (a long dry summer,
-    a short spring) that one sine cannot."""
+    a short spring) that one sine cannot; more fit a daily profile with a morning and an evening peak."""
     forecast_time = _forecast_time(index, horizon, freq)
-    angle = 2 * np.pi * forecast_time.dayofyear.to_numpy() / 365.25
     cols = {}
-    for k in range(1, int(harmonics) + 1):
-        suffix = "" if k == 1 else str(k)
-        cols[f"doy_sin{suffix}"], cols[f"doy_cos{suffix}"] = np.sin(k * angle), np.cos(k * angle)
+    for cycle in cycles:
+        angle, prefix = _angle(forecast_time, cycle), CYCLES[cycle][1]
+        for k in range(1, int(harmonics) + 1):
+            suffix = "" if k == 1 else str(k)
+            cols[f"{prefix}_sin{suffix}"], cols[f"{prefix}_cos{suffix}"] = np.sin(k * angle), np.cos(k * angle)
     return cols
 
 
@@ -73,6 +148,8 @@ def tabular(
     windows: tuple[int, ...] | list[int] = (7, 30),
     categorical: dict[str, list[str]] | None = None,
     calendar: bool | int = True,
+    cycles: str | Sequence[str] = ("year",),
+    seasonal_lags: bool = False,
 ) -> pd.DataFrame:
     """Lags, rolling statistics and calendar terms for tabular regressors (ridge, random forest, xgboost).
 
@@ -80,7 +157,11 @@ def tabular(
     column in `spreads`, `exog_lags` lags) is the target minus that column, e.g. the day's temperature range, a
     cloudiness signal that trees cannot form from the two columns themselves; `<target>_mean<w>`/`_std<w>` are
     trailing windows ending at t; `categorical` columns become one-hot indicators of their value at t; `calendar`
-    is the number of day-of-year sin/cos pairs (True = 1, False = 0).
+    is the number of sin/cos pairs (True = 1, False = 0) of each of the `cycles` at the forecast time: `day`
+    (hod_*), `week` (dow_*), `year` (doy_*), or `auto` for those that suit the data's spacing (`freq`: hour-of-day
+    and day-of-week for hourly data, day-of-week and day-of-year for daily, the season for monthly).
+    `seasonal_lags` adds, for each cycle of at most SEASONAL_MAX_ROWS rows, the target's latest value at the same
+    point of the cycle as the forecast time (`<target>_lag23` and `_lag167` for hourly data one step ahead).
 
     Written on numpy arrays rather than pandas columns: a served model runs this on every request, and pandas'
     per-column overhead made it ~0.5 ms on the ~30 rows of one (~0.1 ms this way), the largest share of a request.
@@ -90,9 +171,11 @@ def tabular(
             f"lags={lags}, exog_lags={exog_lags}, calendar={calendar}, windows={list(windows)}: "
             "lags and calendar must be >= 0, each window >= 1"
         )
+    cycles = _cycles(df.index, freq, cycles)
     values = {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in {target, *exog, *spreads}}
     cols: dict[str, np.ndarray] = {}
-    for k in range(lags):
+    seasonal = _seasonal_lags(df.index, freq, cycles, horizon) if seasonal_lags else []
+    for k in sorted({*range(lags), *seasonal}):  # a seasonal lag among the last `lags` is there already
         cols[f"{target}_lag{k}"] = _shifted(values[target], k)
     for c in exog:
         for k in range(exog_lags):
@@ -103,7 +186,7 @@ def tabular(
             cols[f"{target}_minus_{c}_lag{k}"] = _shifted(spread, k)
     for w in windows:
         cols[f"{target}_mean{w}"], cols[f"{target}_std{w}"] = _trailing(values[target], w)
-    cols |= _calendar(df.index, horizon, freq, int(calendar))
+    cols |= _calendar(df.index, horizon, freq, int(calendar), cycles)
     for c, categories in (categorical or {}).items():
         onehot = pd.get_dummies(pd.Categorical(df[c], categories=categories), prefix=c, dtype=float)
         cols |= {name: onehot[name].to_numpy() for name in onehot.columns}
