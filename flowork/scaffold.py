@@ -21,7 +21,7 @@ from flowork.errors import FloworkError
 
 EXAMPLE_FILES = ("conf", "user_code", "data")
 BLANK_MODELS = ("ridge", "xgb", "darts_nbeats")  # models whose features work on any single numeric series
-BLANK_FEATURES = ("univariate", "windows")
+BLANK_FEATURES = ("seasonal", "windows")  # seasonal: lags and calendar terms fitted to data.freq
 
 
 def example_source() -> Path:
@@ -129,8 +129,8 @@ def make_blank(target: Path, config: str) -> tuple[str, list[str]]:
                 path.unlink()
     for model in BLANK_MODELS:
         path = conf / "model" / f"{model}.yaml"
-        path.write_text(path.read_text().replace("features: tabular", "features: univariate"))
-    for model in BLANK_MODELS:  # the univariate features have no exogenous columns to lag
+        path.write_text(path.read_text().replace("features: tabular", "features: seasonal"))
+    for model in BLANK_MODELS:  # the seasonal features have no exogenous columns to lag
         search = conf / "search" / f"{model}.yaml"
         search.write_text(re.sub(r"\n  features\.build\.exog_lags:.*", "", search.read_text()))
     for path in (target / "data").iterdir():
@@ -139,7 +139,7 @@ def make_blank(target: Path, config: str) -> tuple[str, list[str]]:
         "Put your dataset here (csv or parquet) and name it in conf/data/main.yaml (`uri`).\n"
     )
     config = re.sub(r"  - data: \S+", "  - data: main", config)
-    config = re.sub(r"  - features: \S+", "  - features: univariate", config)
+    config = re.sub(r"  - features: \S+", "  - features: seasonal", config)
     return config, list(BLANK_MODELS)
 
 
@@ -160,7 +160,7 @@ def blank_steps() -> list[str]:
         "3. `make check` — every config composes, every `_target_` imports, the contracts and the leakage check "
         "pass on a sample.",
         "4. `make run` — the sweep over ridge, xgb and darts_nbeats; the best is registered as `champion`.",
-        "5. Tune features in `conf/features/univariate.yaml` (lags, windows) or add your own script to "
+        "5. Tune features in `conf/features/seasonal.yaml` (lags, windows, calendar cycles) or add your own script to "
         "`user_code/features.py`; add models with `flowork add-model NAME --like ridge`.",
     ]
 

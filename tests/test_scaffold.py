@@ -172,6 +172,44 @@ def test_a_blank_project_filled_in_sweeps_and_registers_its_champion(tmp_path):
     assert "champion" in best and re.search(r"features\.build\.windows=\[(3,12|6)\]", best), best
 
 
+def features_of(conf: Path, freq: str, *overrides: str):
+    """The features pipeline the ridge model of the project at `conf` runs on a series `v` spaced `freq`."""
+    from hydra import compose, initialize_config_dir
+
+    from flowork.run import pipeline_of
+
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose("config", overrides=["model=ridge", f"data.freq={freq}", "data.target.column=v", *overrides])
+    return pipeline_of(cfg.features, str(conf))
+
+
+@pytest.mark.parametrize(
+    ("freq", "terms"),
+    [("h", ["dow", "hod"]), ("30min", ["dow", "hod"]), ("D", ["dow", "doy"])],
+)
+def test_a_blank_project_builds_calendar_terms_and_seasonal_lags_that_suit_the_datas_spacing(tmp_path, freq, terms):
+    """Hourly data gets hour-of-day and day-of-week terms, and the same hour yesterday and last week, which a served
+    request must then carry (its history: 168 rows); daily data gets day-of-week terms and needs no more history per
+    request than with the features the blank project had (conf/features/univariate.yaml)."""
+    import numpy as np
+    import pandas as pd
+
+    from flowork.serving import required_history
+
+    init(tmp_path / "p", "blank")
+    t = pd.date_range("2024-01-01", periods=500, freq=freq)
+    raw = pd.DataFrame({"v": np.random.default_rng(0).normal(size=len(t))}, index=t)
+    blank = features_of(tmp_path / "p" / "conf", freq)
+    X = blank(raw)
+    assert sorted({c.split("_")[0] for c in X.columns if c.endswith("_sin")}) == terms
+    univariate = features_of(ROOT / "conf", freq, "features=univariate")
+    history, before = required_history(raw, blank, X), required_history(raw, univariate, univariate(raw))
+    if freq == "h":
+        assert {"v_lag23", "v_lag167"} <= set(X.columns) and history == 168
+    elif freq == "D":
+        assert history <= before
+
+
 def test_check_catches_leaky_features_and_broken_training(project):
     features = project / "user_code/features.py"
     features.write_text(
