@@ -254,6 +254,55 @@ def test_a_sweep_stopped_by_its_failure_rate_selects_nothing_and_resumes(tmp_pat
     assert "champion" in (tmp_path / "sweeps/s/best.yaml").read_text()
 
 
+def test_a_failure_stop_is_final_whatever_the_trials_running_then_do(tmp_path, short_csv):
+    """The rate is over once trial 4 is told (3 of 5); trial 5 (ok) was already running (a sequential sweep tells
+    each trial one late) and brings the rate back to 3 of 6, yet the sweep stopped: it ends with the count it stopped
+    at, no champion, as the worker said."""
+    out = sweep(
+        *sweep_args(tmp_path, short_csv), "model=ridge", *SCRIPTED, "+model.params.script='ok,raise,ok,raise,raise,ok'",
+        "search.n_trials=10", "charts.trials=none",
+    )  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "stopping: 3 of 5 trials failed" in out.stdout + out.stderr
+    assert "sweep 's' stopped: 3 of its 5 trials failed" in out.stderr, out.stderr[-2000:]
+    assert "1 trial started before the stop finished after it" in out.stderr
+    assert not (tmp_path / "sweeps/s/best.yaml").exists()
+    assert [t.state.name for t in trials(tmp_path, "s", "ridge")] == ["COMPLETE", "FAIL"] * 2 + ["FAIL", "COMPLETE"]
+
+
+def test_a_failure_stop_seen_by_one_worker_stops_every_worker_of_its_command_only():
+    """Workers share only the study storage (Ray's may be on other machines): once one sees 3 of 5 trials failed,
+    the other stops too after its own trial completes (3 of 6 is not over the rate), and the sweep ends with 3 of 5.
+    A resume is a new command: the stop of the one before does not stop it."""
+    import dataclasses
+    import pickle
+    import random
+
+    from optuna.trial import create_trial
+
+    from hydra_plugins.flowork_sweeper._worker import StudyPlan, SweepPlan, TrialWorker
+
+    study = optuna.create_study(study_name="s/ridge", storage=optuna.storages.InMemoryStorage())
+    studies = {"s/ridge": study}
+
+    def finish(*states):
+        for state in states:
+            study.add_trial(create_trial(state=state, value=1.0 if state == TrialState.COMPLETE else None))
+
+    def next_study(plan):
+        return TrialWorker(plan, None, None, None).next_study(studies, random.Random(0))
+
+    plan = SweepPlan("s", "", [StudyPlan("ridge", "s/ridge", [], {}, 20, None, "")], None, None, 0, 0.5)
+    other_worker = pickle.loads(pickle.dumps(plan))  # as a launcher ships the plan to each worker
+    finish(TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL)
+    assert next_study(plan) is None
+    finish(TrialState.COMPLETE)  # the other worker's trial, running meanwhile
+    assert next_study(other_worker) is None
+    assert plan.recorded_stop(study) == (3, 5)  # what the sweep's error quotes
+    resumed = SweepPlan("s", "", [dataclasses.replace(plan.studies[0], first=6)], None, None, 0, 0.5)
+    assert next_study(resumed) is resumed.studies[0]
+
+
 def test_after_reruns_that_complete_the_sweep_runs_its_budget(tmp_path, short_csv):
     """A crash that does not come back (the out-of-memory killer chose this trial once): both trials it took run
     again and complete, and the rest of the budget runs on both workers."""

@@ -212,11 +212,16 @@ class FloworkSweeperImpl:
             tracker.end(s.run_id, "FINISHED")
         ok = [row for row in board if row["best"] is not None]
         trials_of = {s.name: load_study(storage, s.name).get_trials(deepcopy=False) for s in plan.studies}
-        if stop := plan.too_many_failures(trials_of):
+        # the count a worker stopped the sweep at, not a recount: trials running then may have completed since
+        stop = plan.recorded_stop(load_study(storage, plan.studies[0].name)) or plan.too_many_failures(trials_of)
+        if stop:
             tracker.end(sweep_run, "FAILED")
+            since = plan.failures(trials_of)[1] - stop[1]  # started before the stop (maybe told later)
             raise FloworkError(
                 f"sweep {name!r} stopped: {stop[0]} of its {stop[1]} trials failed (more than "
-                f"sweep.max_failure_rate={plan.max_failure_rate}); no champion selected"
+                f"sweep.max_failure_rate={plan.max_failure_rate}"
+                + (f"; {since} trial{'s' * (since > 1)} started before the stop finished after it" if since > 0 else "")
+                + "); no champion selected"
                 + most_common_failure(plan, trials_of),
                 where=f"{sweep_dir}/ (each trial's log) and the FAILED runs in MLflow (traceback.txt)",
                 fix=f"fix the cause, then resume: the same command with sweep.name={name} (its earlier failures no "

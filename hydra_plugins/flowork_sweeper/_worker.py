@@ -17,6 +17,7 @@ import random
 import socket
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from flowork.tracking import redact_overrides
 
 log = logging.getLogger("flowork.sweep")
 UNTOLD = 16  # trials a parallel worker runs ahead of the tracking process's writes at most (see TrialWorker)
+# study user attr (on the sweep's first study) + a command's id: [failed, finished] when its failure rate stopped it
+STOPPED = "flowork.stopped "
 
 
 @dataclass
@@ -70,10 +73,19 @@ class SweepPlan:
     reruns_only: bool = False
     # joblib's workers, killed when done: each keeps its temp files in a folder the sweep removes (_joblib.py)
     worker_tempdirs: bool = False
+    # this sweep command, whichever process or machine its workers run on: its failure stop is its own, so a resume
+    # (a new command, maybe with the same pid in a container) is not stopped by the stop of the command before it
+    command: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def too_many_failures(self, trials_of: dict[str, list[Any]]) -> tuple[int, int] | None:
         """(failed, finished) trials of this command, across studies, once more than max_failure_rate of them
         failed; else None. A resumed sweep's earlier failures do not count: it resumes once their cause is fixed."""
+        failed, finished = self.failures(trials_of)
+        too_many = finished >= self.min_trials_for_rate and failed / max(finished, 1) > self.max_failure_rate
+        return (failed, finished) if too_many else None
+
+    def failures(self, trials_of: dict[str, list[Any]]) -> tuple[int, int]:
+        """(failed, finished) trials of this command, across studies."""
         from flowork.studies import counted
 
         failed = finished = 0
@@ -81,8 +93,19 @@ class SweepPlan:
             trials = [t for t in trials_of[s.name] if t.number >= s.first]
             finished += sum(1 for t in trials if t.state.is_finished())
             failed += sum(1 for t in trials if t.state.name == "FAIL" and counted(t))
-        too_many = finished >= self.min_trials_for_rate and failed / max(finished, 1) > self.max_failure_rate
-        return (failed, finished) if too_many else None
+        return failed, finished
+
+    def recorded_stop(self, first_study: Any) -> tuple[int, int] | None:
+        """(failed, finished) when one of this command's workers stopped it for its failures (record_stop), else
+        None. `first_study`: the sweep's first study."""
+        stop = first_study.user_attrs.get(STOPPED + self.command)
+        return (int(stop[0]), int(stop[1])) if stop else None
+
+    def record_stop(self, first_study: Any, stop: tuple[int, int]) -> None:
+        """Record in the shared storage (all a Ray worker on another machine shares) that the failure rate stopped
+        this command: its other workers then stop too, and the sweep ends quoting this count, whatever the trials
+        still running when it was seen do to the rate."""
+        first_study.set_user_attr(STOPPED + self.command, list(stop))
 
     def tracker(self) -> Any:
         """The Tracker the trials' run() uses in this process (same store, experiment and artifact location)."""
@@ -259,8 +282,12 @@ class TrialWorker:
         """The open study with the smallest share of its budget used, or None when all are done."""
         from flowork.studies import budget_used, reruns_waiting
 
+        first_study = studies[self.plan.studies[0].name]
+        if self.plan.recorded_stop(first_study):  # another worker saw too many failures (and said so)
+            return None
         trials_of = {name: study.get_trials(deepcopy=False) for name, study in studies.items()}
         if stop := self.plan.too_many_failures(trials_of):
+            self.plan.record_stop(first_study, stop)
             log.error("stopping: %d of %d trials failed (sweep.max_failure_rate=%s)", *stop, self.plan.max_failure_rate)
             return None
         open_plans = []
