@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from flowork.errors import FloworkError, call_user_code, function_name
+from flowork.notices import warn_once
 
 log = logging.getLogger("flowork.backtest")
 FEW_ROWS = 20  # validation windows shorter than this get a warning
-WARNED: set[tuple] = set()
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,9 @@ def observed_times(raw: pd.DataFrame, target: str) -> pd.DatetimeIndex:
     values known ahead, a target not recorded yet) have no label to score, and the holdout would be empty."""
     last = raw[target].last_valid_index()
     times = raw.index if last is None else raw.index[raw.index <= last]
-    if len(times) < len(raw) and ("tail", len(raw), last) not in WARNED:
-        WARNED.add(("tail", len(raw), last))  # once a process, not once a trial
-        log.warning(
+    if len(times) < len(raw):
+        warn_once(  # every trial plans the same backtest: once a sweep
+            log,
             "the last %d rows have no %r value: the backtest and the holdout end at %s, its last value",
             len(raw) - len(times),
             target,
@@ -90,9 +90,9 @@ def plan(times: pd.DatetimeIndex, folds: int, min_train: float, holdout: float, 
             where="conf/data/<option>.yaml, keys `data.backtest.*`, `data.holdout`",
             fix="use more data, fewer folds (data.backtest.folds=2), a smaller min_train or holdout",
         )
-    if per_fold < FEW_ROWS and (n, folds, min_train, holdout, horizon) not in WARNED:
-        WARNED.add((n, folds, min_train, holdout, horizon))  # once a process, not once a trial
-        log.warning(
+    if per_fold < FEW_ROWS:
+        warn_once(  # every trial plans the same backtest: once a sweep
+            log,
             "each of the %d validation windows has %d rows: a CV score on so few is noisy and may pick a model by "
             "luck (fewer data.backtest.folds or a smaller data.backtest.min_train widen them)",
             folds,

@@ -18,6 +18,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from flowork.errors import FloworkError
+from flowork.notices import warn_once
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 WHERE = "conf/data/<option>.yaml"
@@ -53,7 +54,8 @@ def warn_text_among_numbers(df: pd.DataFrame) -> None:
         numbers = pd.to_numeric(values, errors="coerce")
         text = values[numbers.isna()]
         if len(text) and len(text) <= 0.1 * len(values):
-            log.warning(
+            warn_once(
+                log,
                 "data column %r is read as text: %d of %d values are not numbers (first at %s: %r); fix the file, "
                 "or convert the column in features.clean",
                 column,
@@ -76,7 +78,8 @@ def warn_missing_codes(df: pd.DataFrame) -> None:
         rest = np.abs(values[~codes & np.isfinite(values)])
         if codes.any() and rest.size and np.abs(values[codes]).min() > 10 * max(rest.max(), 1.0):
             first = int(np.argmax(codes))
-            log.warning(
+            warn_once(
+                log,
                 "data column %r has %d value(s) like %g (first at %s), far outside its other values (up to %g in "
                 "size): a missing-value code? read it as missing with data.read_options: {na_values: [%g]}",
                 column,
@@ -428,7 +431,8 @@ def on_grid(df: pd.DataFrame, freq: str) -> pd.DataFrame:
         check_freq(df.index, freq)  # a regular grid passes; anything else is refused, saying why
         return df
     missing = grid.difference(df.index)
-    log.warning(
+    warn_once(
+        log,
         "the data has no row for %d of its %d %r steps (first %s): added as rows of missing values, for "
         "features.clean to fill",
         len(missing),
@@ -462,7 +466,8 @@ def spacing(index: pd.DatetimeIndex) -> str:
             where=f"{WHERE}, key `data.freq`",
             fix="set data.freq to the data's spacing (a pandas offset alias: D, h, W-SUN, MS, ...)",
         )
-    log.warning(
+    warn_once(
+        log,
         "data.freq is null and the rows are not evenly spaced: the model's forecasts are dated `horizon` steps of "
         "%r (the most common spacing) after their row; set data.freq to the data's spacing (D, h, MS, ...)",
         step,

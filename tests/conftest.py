@@ -18,6 +18,14 @@ CONF = ROOT / "conf"
 DATA = ROOT / "data" / "seattle_weather_daily.csv"
 
 
+@pytest.fixture(autouse=True)
+def warnings_not_shown_yet(monkeypatch):
+    """flowork shows a warning about the data once per process (flowork/notices.py): each test starts afresh."""
+    from flowork import notices
+
+    monkeypatch.setattr(notices, "SHOWN", set())
+
+
 @pytest.fixture(scope="session")
 def weather() -> pd.DataFrame:
     return pd.read_csv(DATA)

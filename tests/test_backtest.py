@@ -75,8 +75,7 @@ def test_plan_errors(n, folds, holdout, horizon, message):
 
 
 @pytest.mark.parametrize(("folds", "min_train", "warned"), [(2, 0.5, False), (5, 0.9, True), (40, 0.5, True)])
-def test_short_validation_windows_are_pointed_out_once(caplog, monkeypatch, folds, min_train, warned):
-    monkeypatch.setattr(backtest, "WARNED", set())
+def test_short_validation_windows_are_pointed_out_once(caplog, folds, min_train, warned):
     for _ in range(3):  # a sweep plans every trial
         backtest.plan(TIMES, folds, min_train, 0.2, 1)
     lines = [r for r in caplog.records if "validation windows has" in r.getMessage()]

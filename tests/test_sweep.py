@@ -303,6 +303,23 @@ def test_a_failure_stop_seen_by_one_worker_stops_every_worker_of_its_command_onl
     assert next_study(resumed) is resumed.studies[0]
 
 
+def test_a_warning_about_the_data_is_shown_once_a_sweep(tmp_path, weather):
+    """Every trial loads the data and plans the backtest: each worker process pointed out the gap and the rows after
+    the target's last value again (and the sweep's own process once more, refitting the champion)."""
+    rows = weather.head(400).drop(index=[100, 101])  # two days missing
+    rows.loc[395:, "temp_max"] = None  # the last 5 rows: a target not recorded yet
+    rows.to_csv(tmp_path / "gap.csv", index=False)
+    out = sweep(
+        *sweep_args(tmp_path, tmp_path / "gap.csv"), "model=ridge", "data.freq=D", "data.backtest.folds=2",
+        "search.n_trials=4", "charts.trials=none", "sweep.select=false", "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    shown = out.stdout + out.stderr
+    assert shown.count("the data has no row for 2 of its 400 'D' steps") == 1, shown[-3000:]
+    assert shown.count("the last 5 rows have no 'temp_max' value") == 1, shown[-3000:]
+
+
 def test_after_reruns_that_complete_the_sweep_runs_its_budget(tmp_path, short_csv):
     """A crash that does not come back (the out-of-memory killer chose this trial once): both trials it took run
     again and complete, and the rest of the budget runs on both workers."""

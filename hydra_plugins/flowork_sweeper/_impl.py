@@ -287,6 +287,7 @@ class FloworkSweeperImpl:
         store as it was); (plan, the sweep's run)."""
         import optuna
 
+        from flowork import notices
         from flowork.data import check_found
         from flowork.schema import validate
         from flowork.search import build_space, check_space_keys, key_of, overrides_of, split_arguments
@@ -319,6 +320,7 @@ class FloworkSweeperImpl:
             except FloworkError as e:
                 e.name_options(composed.hydra.runtime.choices)
                 raise
+            show_data_warnings(cfg)
             where = f"conf/search/{model}.yaml"
             if cfg.search.n_trials < 1 or (cfg.search.timeout is not None and cfg.search.timeout <= 0):
                 raise FloworkError(
@@ -392,6 +394,7 @@ class FloworkSweeperImpl:
                 "experiment": str(self.config.tracking.experiment),
                 "artifact_location": self.config.tracking.artifact_location,
             },
+            shown=frozenset(notices.SHOWN),
             charts=str(self.config.charts.trials),
             charts_dir=str(Path(str(self.config.hydra.sweep.dir), "charts", "trials")),
             unit=str(self.config.data.target.get("unit") or self.config.data.target.column),
@@ -567,6 +570,20 @@ def save_study_configs(studies: list[StudyPlan]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         plain = OmegaConf.to_container(task, enum_to_str=True)  # interpolations (${oc.env:...}) kept as written
         folder.joinpath("config.yaml").write_text(OmegaConf.to_yaml(redact(plain)))
+
+
+def show_data_warnings(cfg: Any) -> None:
+    """Load a study's data and plan its backtest, as each trial does, so that what they warn about (a gap in the
+    data, rows after the target's last value) is shown here, once, instead of once by each worker process: the
+    workers are told it was shown (SweepPlan.shown). An error is each trial's to report, as before."""
+    from flowork import backtest, data
+
+    with contextlib.suppress(FloworkError):
+        raw = data.load(cfg.data, os.getcwd())
+        times = backtest.observed_times(raw, str(cfg.data.target.column))
+        backtest.plan(
+            times, cfg.data.backtest.folds, cfg.data.backtest.min_train, cfg.data.holdout, cfg.data.target.horizon
+        )
 
 
 def has_key(cfg: DictConfig, key: str) -> bool:

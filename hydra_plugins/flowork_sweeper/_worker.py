@@ -73,6 +73,8 @@ class SweepPlan:
     reruns_only: bool = False
     # joblib's workers, killed when done: each keeps its temp files in a folder the sweep removes (_joblib.py)
     worker_tempdirs: bool = False
+    # the warnings about the data the sweep's process showed while planning: its workers do not show them again
+    shown: frozenset[str] = frozenset()
     # this sweep command, whichever process or machine its workers run on: its failure stop is its own, so a resume
     # (a new command, maybe with the same pid in a container) is not stopped by the stop of the command before it
     command: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -183,11 +185,12 @@ class TrialWorker:
     def __call__(self, worker_cfg: DictConfig, worker: int | None = None) -> dict[str, int]:
         import optuna
 
-        from flowork import instantiate
+        from flowork import instantiate, notices
         from flowork.interpolations import cache_parses
         from flowork.studies import open_storage
 
         quiet_optuna()
+        notices.SHOWN.update(self.plan.shown)
         cache_parses()  # a launcher's worker process did not start from flowork's __main__
         from hydra.core.hydra_config import HydraConfig
 
