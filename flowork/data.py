@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -406,6 +407,50 @@ def check_freq(index: pd.DatetimeIndex, freq: str) -> None:
             else "fix or remove the rows off the grid, or set data.freq to null (steps missing from the data are "
             "filled as rows of missing values when at least half of the steps are there)",
         )
+
+
+def checked_freq(freq: str) -> str:
+    """data.freq as flowork uses it: in the current alias. pandas still reads the aliases it deprecated (H, T, S,
+    L, U, N, A, Y, M, Q, BM, ...) as the same spacing, but warns at every use, flowork's and the user functions'
+    (which get data.freq through ${data.freq}): a FutureWarning each, several a run; and a later pandas refuses
+    them. So flowork reads them as pandas does, and says once which alias to write."""
+    current = current_alias(freq)
+    if current != freq:
+        warn_once(
+            log,
+            "data.freq %r is a pandas alias deprecated since pandas 2.2 (a later pandas refuses it): read as %r, "
+            "the same spacing; write data.freq: %s in the data config",
+            freq,
+            current,
+            current,
+        )
+    return current
+
+
+def current_alias(freq: str) -> str:
+    """`freq` as pandas 2.2+ writes it: a deprecated alias replaced by the current one, anything else as it is."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FutureWarning)
+        try:
+            offset = to_offset(freq)
+        except ValueError:
+            return freq  # check_freq's error names an unknown alias
+    deprecated = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    return (suggested_alias(deprecated[0], offset) or offset.freqstr) if deprecated else freq
+
+
+def suggested_alias(message: str, offset: Any) -> str | None:
+    """The alias pandas' deprecation message suggests ('YE' for 'A'; its full spelling is 'YE-DEC'), if it reads
+    as `offset` without a warning of its own; None when it does not ('h' for '2H': that is '2h')."""
+    found = re.search(r"please use '([^']+)' instead", message)
+    if found is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        try:
+            return found[1] if to_offset(found[1]) == offset else None
+        except (ValueError, FutureWarning):
+            return None
 
 
 def common_step(index: pd.DatetimeIndex) -> str | None:

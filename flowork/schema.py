@@ -48,7 +48,7 @@ class DataConfig:
     time_column: str = MISSING
     time_format: str | None = None  # strftime layout of the times (%d/%m/%Y ...); None = ISO or pandas' guess
     time_zone: str | None = None  # times with a UTC offset read on this zone's clock (UTC ...); None = offset dropped
-    freq: str | None = None  # pandas offset alias (D, H, MS ...); None = not checked
+    freq: str | None = None  # pandas offset alias (D, h, MS ...); None = not checked
     target: TargetConfig = field(default_factory=TargetConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     holdout: float = 0.2  # final test share of rows, never used for selection
@@ -213,6 +213,10 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConf
             where="key `charts.top_k` (conf/config.yaml or the command line)",
             fix="use e.g. charts.trials=top charts.top_k=3 (the 3 best trials of each study get charts)",
         )
+    if merged.data.freq:  # what ${data.freq} gives the user's functions too
+        from flowork.data import checked_freq
+
+        merged.data.freq = checked_freq(merged.data.freq)
     return merged
 
 

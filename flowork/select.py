@@ -179,7 +179,11 @@ EVALUATION = (
 
 
 def evaluation(run: Any) -> dict[str, str | None]:
+    from flowork.data import current_alias
+
     scored = {key: run.data.params.get(key) for key in EVALUATION}
+    if scored["data.freq"]:  # a champion logged with a deprecated alias (H) was evaluated as its current one (h)
+        scored["data.freq"] = current_alias(scored["data.freq"])
     scored["data (digest)"] = run.data.tags.get("flowork.data_digest")
     return scored
 

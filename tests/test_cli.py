@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -276,3 +277,15 @@ def test_a_search_space_that_does_not_parse_names_its_file_and_key(tmp_path, sho
     assert what in out.stderr and where in out.stderr and docs in out.stderr and "See https" not in out.stderr
     checked = next(r for r in checks(tmp_path, rows=100) if r.check == "compose search=ridge")
     assert not checked.ok and what in checked.detail and where in checked.detail
+
+
+def test_a_deprecated_pandas_alias_in_data_freq_is_one_flowork_warning(tmp_path, weather):
+    """data.freq: H printed pandas' FutureWarning at each use, flowork's and the example user code's (~40 a run)."""
+    hourly = weather.head(400).assign(date=pd.date_range("2020-01-01", periods=400, freq="h").astype(str))
+    hourly.drop(index=[50]).to_csv(tmp_path / "hourly.csv", index=False)  # a gap: the data is put on the grid
+    out = flowork(*store_args(tmp_path, tmp_path / "hourly.csv"), "model=ridge", "data.freq=H", "data.backtest.folds=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    shown = out.stdout + out.stderr
+    assert "FutureWarning" not in shown, shown[-3000:]
+    assert shown.count("data.freq 'H' is a pandas alias deprecated since pandas 2.2") == 1
+    assert "write data.freq: h in the data config" in shown

@@ -18,6 +18,15 @@ from flowork.errors import FloworkError
 from tests.conftest import ROOT
 
 
+@functools.cache
+def project_config():
+    """The project's config as composed from conf/ (~0.3 s: once)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("config")
+
+
 def cfg(uri: str, **kw):
     target = SimpleNamespace(column=kw.pop("target", "temp_max"), horizon=1)
     base = dict(uri=uri, format=None, time_column="date", freq="D", read_options={}, target=target)
@@ -460,3 +469,50 @@ def test_a_parquet_file_indexed_by_time_is_read(tmp_path, weather):
     weather.head(20).assign(date=lambda d: pd.to_datetime(d["date"])).set_index("date").to_parquet(tmp_path / "i.pq")
     df = data.load(cfg(str(tmp_path / "i.pq")), root="/")
     assert len(df) == 20 and df.index.name == "date" and "temp_max" in df.columns
+
+
+@pytest.mark.parametrize(
+    ("freq", "current"),
+    [
+        ("H", "h"),
+        ("T", "min"),
+        ("S", "s"),
+        ("L", "ms"),
+        ("U", "us"),
+        ("N", "ns"),
+        ("A", "YE"),
+        ("Y", "YE"),
+        ("M", "ME"),
+        ("Q", "QE"),
+        ("BM", "BME"),
+        ("A-JUN", "YE-JUN"),
+        ("2H", "2h"),  # pandas suggests 'h', which is another spacing
+        ("15T", "15min"),
+        ("AS", "YS"),
+        ("h", "h"),  # current aliases: as written, nothing said
+        ("D", "D"),
+        ("MS", "MS"),
+        ("W-SUN", "W-SUN"),
+        ("ME", "ME"),
+    ],
+)
+def test_a_deprecated_pandas_alias_in_data_freq_is_read_as_its_current_one_said_once(caplog, freq, current):
+    """pandas 2.2+ warns at every use of a deprecated alias (H for h), flowork's and the user functions', which get
+    it through ${data.freq}: flowork uses the current one and says once which to write."""
+    import copy
+    import warnings
+
+    from flowork.schema import validate
+
+    composed = copy.deepcopy(project_config())
+    composed.data.freq = freq
+    with warnings.catch_warnings(), caplog.at_level("WARNING", logger="flowork.data"):
+        warnings.simplefilter("error", FutureWarning)  # a FutureWarning of pandas' would fail the test
+        for _ in range(2):  # a sweep validates each study's config while planning, a trial's run() again
+            cfg = validate(composed)
+            assert cfg.data.freq == cfg.features.clean.freq == cfg.features.build.freq == current
+            pd.date_range("2024-01-01", periods=3, freq=cfg.features.build.freq)  # what user code does with it
+    said = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    expected = [f"data.freq {freq!r} is a pandas alias deprecated since pandas 2.2"] if freq != current else []
+    assert [m.split(" (")[0] for m in said] == expected
+    assert all(f"write data.freq: {current} in the data config" in m for m in said)

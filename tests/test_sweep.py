@@ -662,3 +662,19 @@ def test_a_sweep_resumed_after_flowork_added_a_data_key_keeps_its_problem(now, r
             same_setup(study, now, "s")
     else:
         same_setup(study, now, "s")
+
+
+@pytest.mark.parametrize(("started", "now", "refused"), [("H", "h", False), ("M", "ME", False), ("D", "h", True)])
+def test_a_sweep_started_with_a_deprecated_freq_alias_resumes_with_its_current_one(started, now, refused):
+    """flowork now reads data.freq: H as h: a sweep started with H is the same problem, not a changed one."""
+    from flowork.errors import FloworkError
+    from hydra_plugins.flowork_sweeper._impl import SETUP, same_setup
+
+    study = optuna.create_study(study_name="s/ridge", storage=optuna.storages.InMemoryStorage())
+    study.set_user_attr(SETUP, {"data.freq": started, "data.target.horizon": "1"})
+    try:
+        same_setup(study, {"data.freq": now, "data.target.horizon": "1"}, "s")
+    except FloworkError as e:
+        assert refused and f"data.freq: {started} -> {now}" in e.render()
+    else:
+        assert not refused

@@ -647,6 +647,10 @@ def same_setup(study: Any, setup: dict[str, str], sweep: str) -> None:
     if before is None:  # a new study (or one from before this check): its settings from now on
         study.set_user_attr(SETUP, setup)
         return
+    if before.get("data.freq"):  # started with a deprecated alias (H), which flowork now reads as the current one (h)
+        from flowork.data import current_alias
+
+        before = {**before, "data.freq": current_alias(str(before["data.freq"]))}
     from flowork.tracking import scrub
 
     # a key a newer flowork added, at its default null, leaves the problem as it was
