@@ -291,6 +291,10 @@ def log_final_model(cfg, root, raw, clean, pipeline, train, X, y, tracker, run_i
     labelled = y.notna().to_numpy()
     what = f"the training function (`{function_name(train)}`), refit on all {int(labelled.sum())} labelled rows,"
     model = call_user_code(what, train, X[labelled], y[labelled], where=where, fix=FIT_FIX)
+    # a request's rows end with an observed target, as the data's do before rows of future values (exogenous
+    # columns known ahead, a target not recorded yet): the example request and the label checks are taken there
+    observed = raw[cfg.data.target.column].last_valid_index()
+    raw, X = raw.loc[:observed], X.loc[:observed]
     history = required_history(raw, pipeline, X)
     spec = ForecastSpec(
         time_column=cfg.data.time_column,

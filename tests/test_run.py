@@ -267,3 +267,24 @@ def test_a_model_without_data_freq_dates_its_forecasts_by_the_data_spacing(tmp_p
     cfg = make_cfg("model=ridge", f"data.uri={tmp_path / 'hourly.csv'}", "data.freq=null", "tracking.log_model=true")
     pyfunc = mlflow.pyfunc.load_model(run(cfg, root=str(ROOT)).model_uri)
     assert pyfunc.unwrap_python_model().spec.freq == "h"
+
+
+def test_a_model_of_data_with_rows_after_the_targets_last_value_is_logged_and_serves(tmp_path, make_cfg, weather):
+    """Rows of future values (exogenous columns known ahead, a target not recorded yet) are left out of the backtest;
+    the model logged at the end took its example request from them, failed on their missing target and ended the run
+    with a traceback. The example request now ends at the last observed target, and needs no more history."""
+    import mlflow
+
+    future = weather.head(400).copy()
+    future.loc[future.index[-10:], "temp_max"] = None
+    future.to_csv(tmp_path / "future.csv", index=False)
+    cfg = make_cfg("model=ridge", f"data.uri={tmp_path / 'future.csv'}", "tracking.log_model=true")
+    pyfunc = mlflow.pyfunc.load_model(run(cfg, root=str(ROOT)).model_uri)
+    served = pyfunc.unwrap_python_model().spec
+    complete = make_cfg("model=ridge", "tracking.log_model=true")  # the same rows, every target observed
+    assert (
+        served.history == mlflow.pyfunc.load_model(run(complete, root=str(ROOT)).model_uri).metadata.metadata["history"]
+    )
+    request = weather.iloc[390 - served.history : 390]  # rows up to the last observed target
+    forecast = pyfunc.predict(request)
+    assert len(forecast) == 1 and forecast.iloc[0].notna().all()
