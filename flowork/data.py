@@ -322,11 +322,14 @@ def parse_times(values: pd.Series, time_format: str | None = None) -> pd.Series:
     With a `time_format`, ISO timestamps are accepted too (a request to a served model), nothing else: values that
     fit neither are an error, never parsed by pandas' guess (which would read 01/13/2012 month first)."""
     first = values.iloc[0] if len(values) else None
-    iso = next((f for lay, f in ISO_LAYOUTS.items() if lay.fullmatch(first)), None) if isinstance(first, str) else None
+    pattern = next((lay for lay in ISO_LAYOUTS if lay.fullmatch(first)), None) if isinstance(first, str) else None
+    iso = ISO_LAYOUTS.get(pattern) if pattern else None
     error: Exception | None = None
     # with a time_format, any ISO 8601 time is accepted too (2015-11-02T00:00, ...00.000000); pandas parses that
     # family strictly, without guessing
     for layout in (time_format, iso or (time_format and "ISO8601")):
+        if layout == iso and pattern and (times := parse_iso(values, pattern)) is not None:
+            return times
         if layout:
             try:
                 return pd.to_datetime(values, format=layout)
@@ -335,6 +338,23 @@ def parse_times(values: pd.Series, time_format: str | None = None) -> pd.Series:
     if time_format and error is not None:
         raise error
     return pd.to_datetime(values)
+
+
+def parse_iso(values: pd.Series, pattern: re.Pattern[str]) -> pd.Series | None:
+    """Times that all fit `pattern` (one of ISO_LAYOUTS), parsed by numpy: ~5 us on a request's rows, where
+    pd.to_datetime takes ~0.15 ms. None when a value does not fit, is no date (2015-02-30), or is past what pandas'
+    nanoseconds hold (numpy would wrap year 3000 round to 1830): pd.to_datetime then parses them, with its error."""
+    text = values.tolist()
+    try:  # the pattern first: numpy alone reads more than the layout ("today", " 2015-01-01", offsets)
+        if not all(map(pattern.fullmatch, text)):
+            return None
+        seconds = np.array(text, dtype="datetime64[s]")
+    except (TypeError, ValueError):  # a value that is not text, or not a date
+        return None
+    times = seconds.astype("datetime64[ns]")
+    if (times.astype("datetime64[s]") != seconds).any():
+        return None
+    return pd.Series(times, index=values.index, name=values.name)
 
 
 def strictly_increasing(times: pd.Series) -> bool:

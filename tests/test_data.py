@@ -159,6 +159,13 @@ def test_a_local_file_is_read_once_until_it_changes(files, weather):
         ["2012-01-01+01:00", "2012-01-02+01:00"],
         [None, "2012-01-01"],
         [],
+        # what numpy, which parses ISO times in the fast path, would read otherwise: not dates, past what pandas'
+        # nanoseconds hold (numpy wraps 3000 round to 1830), padded, offsets on a middle row, its words
+        ["2012-02-28", "2012-02-30"],
+        ["2012-01-01", "3000-01-01"],
+        ["2012-01-01", " 2012-01-02"],
+        ["2012-01-01T00:00:00", "2012-01-01T01:00:00+01:00", "2012-01-01T02:00:00"],
+        ["2012-01-01", "NaT"],
     ],
 )
 def test_time_parsing_is_pandas_own(values):
@@ -171,6 +178,26 @@ def test_time_parsing_is_pandas_own(values):
             data.parse_times(column)
     else:
         pd.testing.assert_series_equal(data.parse_times(column), expected)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2012-01-01", "2012-01-02", "2012-03-01"],
+        ["2012-01-01 00:00:00", "2012-01-01 01:00:00"],
+        ["2012-01-01T00:00:00", "2262-04-11T23:47:16"],  # up to the last second pandas' nanoseconds hold
+    ],
+)
+def test_iso_times_are_parsed_without_pandas_parser(values, monkeypatch):
+    """A served model parses the times of every request: in one of the ISO layouts, numpy reads them in a few
+    microseconds, where pd.to_datetime takes ~0.15 ms (about a tenth of a request's own work)."""
+    expected = pd.to_datetime(pd.Series(values))
+
+    def slow_path(*args, **kwargs):
+        raise AssertionError("pd.to_datetime parsed the times")
+
+    monkeypatch.setattr(pd, "to_datetime", slow_path)
+    pd.testing.assert_series_equal(data.parse_times(pd.Series(values, dtype=object)), expected)
 
 
 @pytest.mark.parametrize(
