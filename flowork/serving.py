@@ -153,16 +153,30 @@ def check_values(frame: pd.DataFrame, ranges: dict[str, tuple[float, float]]) ->
     the training range is served: real data sets records."""
     import numpy as np
 
-    for column, (lo, hi) in ranges.items():
-        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-        span = (hi - lo) or abs(hi) or 1.0
-        far = (values < lo - span) | (values > hi + span)  # NaN compares False: a missing value is clean()'s job
-        if far.any():
-            k = int(np.argmax(far))
-            raise BadRequest(
-                f"{column} = {values[k]:g} at {frame.index[k]} is far outside the values the model was trained on "
-                f"({lo:g} to {hi:g}): check the units, and send null (not a code like -9999) for a missing value"
-            )
+    if not ranges:
+        return
+    columns = list(ranges)
+    # one comparison of every column at once: per column, pandas' conversions cost ~30 us a request
+    values = np.column_stack([numbers(frame[column]) for column in columns])
+    lo, hi = np.array(list(ranges.values()), dtype=float).T
+    span = np.where(hi != lo, hi - lo, np.where(hi != 0, abs(hi), 1.0))
+    far = (values < lo - span) | (values > hi + span)  # NaN compares False: a missing value is clean()'s job
+    if far.any():
+        j = int(far.any(axis=0).argmax())  # the first column with such a value, at its first row
+        k = int(far[:, j].argmax())
+        raise BadRequest(
+            f"{columns[j]} = {values[k, j]:g} at {frame.index[k]} is far outside the values the model was trained "
+            f"on ({lo[j]:g} to {hi[j]:g}): check the units, and send null (not a code like -9999) for a missing value"
+        )
+
+
+def numbers(column: pd.Series) -> Any:
+    """A column's values as floats, NaN where one is missing or not a number."""
+    import numpy as np
+
+    if column.dtype.kind in "fiub":
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def check_labels(frame: pd.DataFrame, labels: dict[str, list[str]]) -> None:
