@@ -32,22 +32,26 @@ class Pipeline:
         check_frame(out, "clean", self.where, raw.index)
         return out
 
-    def features(self, clean_df: pd.DataFrame) -> pd.DataFrame:
-        X = self.call("build", self.build, clean_df)
-        check_frame(X, "build", self.where, clean_df.index)
+    def features(self, clean_df: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
+        index = clean_df.index  # kept: a build given clean_df itself may set another index on it
+        X = self.call("build", self.build, clean_df, copy)
+        check_frame(X, "build", self.where, index)
         return X
 
-    def call(self, step: str, fn: Step, df: pd.DataFrame) -> pd.DataFrame:
+    def call(self, step: str, fn: Step, df: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
+        """`fn(df)`; on a copy of `df` unless told it is this pipeline's own: user code may change its input."""
         return call_user_code(
             f"features.{step} (`{function_name(fn)}`)",
             fn,
-            df.copy(),
+            df.copy() if copy else df,
             where=f"{self.where}, key `features.{step}`",
             fix=f"check its arguments there, the {step} function, and the data it got (types, missing values)",
         )
 
     def __call__(self, raw: pd.DataFrame) -> pd.DataFrame:
-        return self.features(self.cleaned(raw))
+        clean_df = self.cleaned(raw)
+        # what clean() returned is this call's own (clean got a copy of raw): build may change it, no second copy
+        return self.features(clean_df, copy=clean_df is raw)
 
 
 def check_frame(out: object, step: str, where: str, index: pd.Index) -> None:

@@ -65,3 +65,23 @@ def test_leaky_clean_step_is_caught():
     df.iloc[1::2, 0] = np.nan  # gaps everywhere: interpolation at the cut reaches past it
     with pytest.raises(FloworkError, match="leakage"):
         leakage_check(df, p, p(df))
+
+
+def shifts_its_input(df):
+    df.index = df.index + pd.Timedelta(days=1)
+    return df
+
+
+def zeroes_its_input(df):
+    df["v"] = 0.0
+    return df
+
+
+@pytest.mark.parametrize("clean", [None, zeroes_its_input, lambda df: df.ffill()])
+def test_steps_that_change_their_input_leave_the_callers_frame_and_are_still_checked(clean):
+    """clean() gets a copy of the caller's frame, and build() what clean() returned without a second copy (~15 us
+    a served request): neither changes the caller's frame, and a build that moves its input's times is refused."""
+    raw = DF.copy()
+    with pytest.raises(FloworkError, match="timestamps are not in its input"):
+        Pipeline(clean, shifts_its_input, "conf/features/x.yaml")(raw)
+    pd.testing.assert_frame_equal(raw, DF)
