@@ -247,8 +247,8 @@ ISO_LAYOUTS = {
 }
 
 
-OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")  # a UTC offset at the end of an ISO time: Z, +01:00, -0800
-OFFSET_PARTS = r"(?:(?P<utc>Z)|(?P<sign>[+-])(?P<hours>\d{2}):?(?P<minutes>\d{2}))$"
+# a UTC offset at the end of an ISO time: Z, +01:00, -0800 (its parts named for `offsets`)
+OFFSET = re.compile(r"(?:(?P<utc>Z)|(?P<sign>[+-])(?P<hours>\d{2}):?(?P<minutes>\d{2}))$")
 
 
 def to_datetime(values: pd.Series, time_format: str | None = None, time_zone: str | None = None) -> pd.Series:
@@ -277,7 +277,7 @@ def to_datetime(values: pd.Series, time_format: str | None = None, time_zone: st
 
 def offsets(values: pd.Series) -> pd.Series:
     """The UTC offset each time of `values` carries (+02:00, Z), NaT where it has none."""
-    parts = values.astype(str).str.extract(OFFSET_PARTS)
+    parts = values.astype(str).str.extract(OFFSET)
     minutes = parts["hours"].astype(float) * 60 + parts["minutes"].astype(float)
     minutes = minutes.where(parts["sign"] != "-", -minutes).mask(parts["utc"].notna(), 0.0)
     return pd.to_timedelta(minutes, unit="min")
