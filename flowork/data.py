@@ -276,7 +276,9 @@ def to_datetime(values: pd.Series, time_format: str | None = None, time_zone: st
 
 
 def offsets(values: pd.Series) -> pd.Series:
-    """The UTC offset each time of `values` carries (+02:00, Z), NaT where it has none."""
+    """The UTC offset each time of `values` carries (+02:00, Z), NaT where it has none. Read here rather than by
+    pd.to_datetime(utc=True), which would also take a time without an offset as UTC (not as on data.time_zone's
+    clock) and parse the times again, without data.time_format."""
     parts = values.astype(str).str.extract(OFFSET)
     minutes = parts["hours"].astype(float) * 60 + parts["minutes"].astype(float)
     minutes = minutes.where(parts["sign"] != "-", -minutes).mask(parts["utc"].notna(), 0.0)

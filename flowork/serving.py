@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np  # loaded with pandas anyway
 import pandas as pd
 
 try:  # mlflow is a dependency, but keep this module importable for unit tests of the pure parts
@@ -101,8 +102,6 @@ class Forecaster(PythonModel):
         return frame, X
 
     def forecast(self, raw: pd.DataFrame, all_origins: bool = False) -> pd.DataFrame:
-        import numpy as np
-
         s = self.spec
         frame, X = self.features(raw)
         if all_origins:  # every origin whose features can be built (rows with missing values leave some out)
@@ -150,8 +149,6 @@ def check_values(frame: pd.DataFrame, ranges: dict[str, tuple[float, float]]) ->
     """BadRequest for a value the model would extrapolate from blindly: infinite, or farther outside the training
     range than the range is wide (Kelvin sent for Celsius, a -9999 missing-value code). A new record a little past
     the training range is served: real data sets records."""
-    import numpy as np
-
     if not ranges:
         return
     columns = list(ranges)
@@ -171,8 +168,6 @@ def check_values(frame: pd.DataFrame, ranges: dict[str, tuple[float, float]]) ->
 
 def numbers(column: pd.Series) -> Any:
     """A column's values as floats, NaN where one is missing or not a number."""
-    import numpy as np
-
     if column.dtype.kind in "fiub":
         return column.to_numpy(dtype=float, na_value=np.nan)
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -311,8 +306,6 @@ def steps_after(index: pd.DatetimeIndex, steps: int, freq: str) -> Any:
     """The times `steps` steps of `freq` after each of `index`, as an array. A step of fixed length (D, h) is added
     in numpy (~3 us), a calendar one (MS, W-MON) by pandas (~30 us a request); index.shift(steps, freq) would also
     regenerate a date range when the index carries that freq."""
-    import numpy as np
-
     step = offset(freq) * steps
     if isinstance(step, pd.offsets.Tick) and index.tz is None:
         return index.to_numpy() + np.timedelta64(step.nanos, "ns")
